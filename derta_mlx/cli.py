@@ -1,0 +1,48 @@
+"""`derta-mlx` command line: one sub-command module per job, errors as plain messages."""
+
+import argparse
+import sys
+
+from . import __version__
+from .commands import models as models_command
+from .errors import UserError
+
+EPILOG = """examples:
+  derta-mlx models list
+  derta-mlx models show smollm2-135m-4bit
+  derta-mlx models download mistral-7b-4bit
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="derta-mlx",
+        description="Decoupled Refusal Training (DeRTa) for MLX: train models that refuse at any "
+        "point of an answer, and probe refusal position by position.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"derta-mlx {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    models_command.register(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except UserError as exc:
+        print(f"derta-mlx: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("derta-mlx: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

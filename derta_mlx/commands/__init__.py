@@ -1,0 +1,1 @@
+"""One module per `derta-mlx` sub-command; each has `register(subparsers)`."""

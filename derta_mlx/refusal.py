@@ -1,0 +1,132 @@
+"""Which token RTO trains the model to emit, resolved from the tokenizer.
+
+Rules (the catalogue's `refusal` field, or `--refusal`):
+  auto          the first of " Sorry", " sorry", "Sorry" that is one token where it would
+                appear in an answer. LLaMA-3 -> " Sorry" (33386), Mistral -> "▁Sorry" (19385),
+                SmolLM2 (which splits " Sorry") -> " sorry" (22657). The space-led form avoids
+                the glued "conSorry" the official checkpoints print.
+  official      the no-space vocabulary entry "Sorry" the official code hard-codes
+                (LLaMA-3 19701, Mistral 23166), for compatibility.
+  space         " Sorry" and nothing else.
+  token:TEXT    TEXT, which must be exactly one token (a leading space counts).
+  phrase:TEXT   the first token of TEXT as it is tokenised inside an answer ("phrase: I cannot").
+  id:N          token id N.
+"""
+
+from dataclasses import dataclass
+
+from .errors import UserError
+
+# Tokenising a word after this text shows how it is split inside an answer (a word-initial
+# space merges with the word, SentencePiece's "▁" is not a sentence-initial dummy prefix).
+_CONTEXT = "Answer:"
+AUTO_CANDIDATES = (" Sorry", " sorry", "Sorry")
+PROBE_VARIANTS = (" Sorry", "Sorry", " sorry", "sorry")
+
+
+@dataclass(frozen=True)
+class RefusalTarget:
+    token_id: int
+    piece: str  # the vocabulary entry, e.g. "ĠSorry" or "▁Sorry"
+    text: str  # what it reads as in an answer, e.g. " Sorry"
+    rule: str
+    variants: tuple  # ((id, text), ...): every one-token "sorry" form, for probing
+
+
+def _encode(tokenizer, text: str) -> list:
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def in_context_ids(tokenizer, text: str) -> list:
+    """Token ids of `text` as it is split after some answer text.
+
+    Raises when the context's own tokens change (the text merged into them): then the
+    split is not well defined and the caller should pick another form.
+    """
+    context = _encode(tokenizer, _CONTEXT)
+    joined = _encode(tokenizer, _CONTEXT + text)
+    if joined[: len(context)] != context:
+        return []
+    return joined[len(context) :]
+
+
+def _vocab_id(tokenizer, piece: str):
+    return tokenizer.get_vocab().get(piece)
+
+
+def _single_token(tokenizer, text: str):
+    """The id of `text` when it is exactly one token, else None."""
+    if not text.startswith(" "):
+        # A word glued to the previous text is a vocabulary entry without a space marker.
+        return _vocab_id(tokenizer, text)
+    ids = in_context_ids(tokenizer, text)
+    return ids[0] if len(ids) == 1 else None
+
+
+def _piece(tokenizer, token_id: int) -> str:
+    return tokenizer.convert_ids_to_tokens(token_id)
+
+
+def _describe_split(tokenizer, text: str) -> str:
+    ids = in_context_ids(tokenizer, text) if text.startswith(" ") else _encode(tokenizer, text)
+    pieces = [_piece(tokenizer, i) for i in ids]
+    return f"{text!r} is {len(ids)} tokens here: {pieces} (ids {ids})"
+
+
+def _variants(tokenizer) -> tuple:
+    found = []
+    for text in PROBE_VARIANTS:
+        token_id = _single_token(tokenizer, text)
+        if token_id is not None and token_id not in [i for i, _ in found]:
+            found.append((token_id, text))
+    return tuple(found)
+
+
+def resolve_refusal(tokenizer, rule: str = "auto") -> RefusalTarget:
+    """Resolve a refusal rule to one token id, or raise UserError saying why it cannot."""
+
+    def target(token_id: int, text: str) -> RefusalTarget:
+        return RefusalTarget(token_id, _piece(tokenizer, token_id), text, rule, _variants(tokenizer))
+
+    def one_token(text: str) -> RefusalTarget:
+        token_id = _single_token(tokenizer, text)
+        if token_id is None:
+            raise UserError(
+                f"refusal rule {rule!r}: {_describe_split(tokenizer, text)}; RTO needs a single token. "
+                "Try --refusal auto, phrase:TEXT (its first token) or id:N."
+            )
+        return target(token_id, text)
+
+    if rule == "auto":
+        for text in AUTO_CANDIDATES:
+            token_id = _single_token(tokenizer, text)
+            if token_id is not None:
+                return target(token_id, text)
+        raise UserError(
+            f"no one-token form of 'Sorry' in this vocabulary ({_describe_split(tokenizer, ' Sorry')}); "
+            "choose one with --refusal phrase:TEXT or token:TEXT."
+        )
+    if rule == "official":
+        return one_token("Sorry")
+    if rule == "space":
+        return one_token(" Sorry")
+    if rule.startswith("token:"):
+        return one_token(rule[len("token:") :])
+    if rule.startswith("phrase:"):
+        phrase = rule[len("phrase:") :]
+        ids = in_context_ids(tokenizer, phrase) if phrase.startswith(" ") else _encode(tokenizer, phrase)
+        if not ids:
+            raise UserError(f"refusal rule {rule!r}: the phrase is empty")
+        return target(ids[0], tokenizer.decode([ids[0]]))
+    if rule.startswith("id:"):
+        try:
+            token_id = int(rule[len("id:") :])
+        except ValueError:
+            raise UserError(f"refusal rule {rule!r}: id must be an integer") from None
+        vocab_size = len(tokenizer.get_vocab())
+        if not 0 <= token_id < vocab_size:
+            raise UserError(f"refusal rule {rule!r}: id outside the vocabulary (size {vocab_size})")
+        return target(token_id, tokenizer.decode([token_id]))
+    raise UserError(
+        f"unknown refusal rule {rule!r}; use auto, official, space, token:TEXT, phrase:TEXT or id:N"
+    )
