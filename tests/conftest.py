@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny models with the real tokenizers, built once per session."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """Build (once) and return the directory of a tiny model: tiny_dir("llama3", bits=None)."""
+    from derta_mlx.tiny import TinySpec, build_tiny_model
+
+    built = {}
+    root = tmp_path_factory.mktemp("tiny")
+
+    def get(family: str, bits=None, instruct: bool = False):
+        key = (family, bits, instruct)
+        if key not in built:
+            name = f"{family}-{bits or 'fp'}-{'instruct' if instruct else 'base'}"
+            built[key] = build_tiny_model(
+                TinySpec(family=family, quantize_bits=bits, instruct=instruct), root / name
+            )
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tokenizer_of(tiny_dir):
+    """The mlx-lm tokenizer of a tiny model family: tokenizer_of("mistral")."""
+    from mlx_lm.utils import load_tokenizer
+
+    cache = {}
+
+    def get(family: str, instruct: bool = False):
+        if (family, instruct) not in cache:
+            cache[(family, instruct)] = load_tokenizer(tiny_dir(family, instruct=instruct))
+        return cache[(family, instruct)]
+
+    return get

@@ -1,0 +1,80 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from derta_mlx.catalogue import load_catalogue
+from derta_mlx.errors import UserError
+from derta_mlx.loading import check_model_dir, find_model
+
+NAMED_IN_PRODUCT_SPEC = [
+    "mistral-7b-4bit", "mistral-7b-instruct-4bit", "llama3-8b-4bit", "llama3-8b-instruct-4bit",
+    "llama3-70b-4bit", "mixtral-8x7b-4bit", "smollm2-135m-4bit", "tiny-llama3", "tiny-mistral",
+]
+
+
+def run_cli(*args, env=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "derta_mlx", *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+def test_catalogue_has_every_entry_with_every_field():
+    catalogue = load_catalogue()
+    assert catalogue.default == "smollm2-135m-4bit"
+    for name in NAMED_IN_PRODUCT_SPEC:
+        entry = catalogue.get(name)
+        assert entry.family and entry.template in ("derta", "chat") and entry.licence
+        assert entry.disk_gb > 0 and entry.memory_gb >= entry.disk_gb
+    assert catalogue.get("mistral-7b-4bit").repo == "mlx-community/Mistral-7B-v0.1-hf-4bit-mlx"
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(UserError, match="Did you mean: mistral-7b-4bit"):
+        load_catalogue().get("mistral-7b")
+
+
+def test_model_spec_forms(tmp_path):
+    assert find_model(None).spec == "smollm2-135m-4bit"
+    assert find_model("llama3-8b-4bit").repo == "mlx-community/Meta-Llama-3-8B-4bit"
+    assert find_model("someone/some-model").repo == "someone/some-model"
+    assert find_model(str(tmp_path)).local_dir == tmp_path
+    with pytest.raises(UserError, match="unknown model"):
+        find_model("no-such-thing")
+
+
+def test_model_dir_checks(tmp_path):
+    with pytest.raises(UserError, match="no config.json"):
+        check_model_dir(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(UserError, match=r"never loads pickles.*|pickled weights"):
+        check_model_dir(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "llama",\n "x": }')
+    with pytest.raises(UserError, match=r"config.json:2: invalid JSON"):
+        check_model_dir(tmp_path)
+
+
+def test_cli_list_and_unknown_model():
+    listed = run_cli("models", "list")
+    assert listed.returncode == 0, listed.stderr
+    for name in NAMED_IN_PRODUCT_SPEC:
+        assert name in listed.stdout
+    bad = run_cli("models", "show", "mistral-7b")
+    assert bad.returncode == 2
+    assert "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_help_has_examples():
+    for args in (["--help"], ["models", "show", "--help"], ["models", "convert", "--help"]):
+        out = run_cli(*args)
+        assert out.returncode == 0 and "example" in out.stdout
+
+
+def test_cli_show_tiny_prints_refusal_ids(tmp_path):
+    out = run_cli("models", "show", "tiny-llama3", env={"DERTA_MLX_MODELS_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert "id 33386" in out.stdout and "19701" in out.stdout
+    assert (tmp_path / "tiny-llama3" / "config.json").is_file()
