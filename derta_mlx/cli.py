@@ -5,9 +5,11 @@ import sys
 
 from . import __version__
 from .commands import models as models_command
+from .commands import train as train_command
 from .errors import UserError
 
 EPILOG = """examples:
+  derta-mlx train                       # DeRTa on the embedded model with the bundled demo data
   derta-mlx models list
   derta-mlx models show smollm2-135m-4bit
   derta-mlx models download mistral-7b-4bit
@@ -24,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"derta-mlx {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train_command.register(commands)
     models_command.register(commands)
     return parser
 

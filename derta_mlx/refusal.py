@@ -16,10 +16,7 @@ Rules (the catalogue's `refusal` field, or `--refusal`):
 from dataclasses import dataclass
 
 from .errors import UserError
-
-# Tokenising a word after this text shows how it is split inside an answer (a word-initial
-# space merges with the word, SentencePiece's "▁" is not a sentence-initial dummy prefix).
-_CONTEXT = "Answer:"
+from .segments import continuation_ids, encode_plain
 AUTO_CANDIDATES = (" Sorry", " sorry", "Sorry")
 PROBE_VARIANTS = (" Sorry", "Sorry", " sorry", "sorry")
 
@@ -33,23 +30,6 @@ class RefusalTarget:
     variants: tuple  # ((id, text), ...): every one-token "sorry" form, for probing
 
 
-def _encode(tokenizer, text: str) -> list:
-    return list(tokenizer.encode(text, add_special_tokens=False))
-
-
-def in_context_ids(tokenizer, text: str) -> list:
-    """Token ids of `text` as it is split after some answer text.
-
-    Raises when the context's own tokens change (the text merged into them): then the
-    split is not well defined and the caller should pick another form.
-    """
-    context = _encode(tokenizer, _CONTEXT)
-    joined = _encode(tokenizer, _CONTEXT + text)
-    if joined[: len(context)] != context:
-        return []
-    return joined[len(context) :]
-
-
 def _vocab_id(tokenizer, piece: str):
     return tokenizer.get_vocab().get(piece)
 
@@ -59,7 +39,7 @@ def _single_token(tokenizer, text: str):
     if not text.startswith(" "):
         # A word glued to the previous text is a vocabulary entry without a space marker.
         return _vocab_id(tokenizer, text)
-    ids = in_context_ids(tokenizer, text)
+    ids = continuation_ids(tokenizer, text)
     return ids[0] if len(ids) == 1 else None
 
 
@@ -68,7 +48,7 @@ def _piece(tokenizer, token_id: int) -> str:
 
 
 def _describe_split(tokenizer, text: str) -> str:
-    ids = in_context_ids(tokenizer, text) if text.startswith(" ") else _encode(tokenizer, text)
+    ids = continuation_ids(tokenizer, text) if text.startswith(" ") else encode_plain(tokenizer, text)
     pieces = [_piece(tokenizer, i) for i in ids]
     return f"{text!r} is {len(ids)} tokens here: {pieces} (ids {ids})"
 
@@ -114,7 +94,7 @@ def resolve_refusal(tokenizer, rule: str = "auto") -> RefusalTarget:
         return one_token(rule[len("token:") :])
     if rule.startswith("phrase:"):
         phrase = rule[len("phrase:") :]
-        ids = in_context_ids(tokenizer, phrase) if phrase.startswith(" ") else _encode(tokenizer, phrase)
+        ids = continuation_ids(tokenizer, phrase) if phrase.startswith(" ") else encode_plain(tokenizer, phrase)
         if not ids:
             raise UserError(f"refusal rule {rule!r}: the phrase is empty")
         return target(ids[0], tokenizer.decode([ids[0]]))

@@ -1,7 +1,8 @@
 import pytest
 
 from derta_mlx.errors import UserError
-from derta_mlx.refusal import in_context_ids, resolve_refusal
+from derta_mlx.refusal import resolve_refusal
+from derta_mlx.segments import continuation_ids
 from derta_mlx.templates import DERTA_EVAL, DERTA_TRAIN, get_template
 
 
@@ -45,7 +46,7 @@ def test_two_token_refusal_string_is_refused_with_its_split(tokenizer_of):
 def test_phrase_rule_takes_the_first_token_in_context(tokenizer_of):
     tok = tokenizer_of("llama3")
     target = resolve_refusal(tok, "phrase: I cannot help with that")
-    assert target.token_id == in_context_ids(tok, " I")[0]
+    assert target.token_id == continuation_ids(tok, " I")[0]
     assert target.text == " I"
 
 
@@ -59,11 +60,11 @@ def test_id_rule_checks_the_range(tokenizer_of):
         resolve_refusal(tokenizer_of("mistral"), "sorry-please")
 
 
-def test_in_context_ids_have_no_sentencepiece_dummy_prefix(tokenizer_of):
+def test_continuation_ids_have_no_sentencepiece_dummy_prefix(tokenizer_of):
     tok = tokenizer_of("mistral")
     # Standalone, SentencePiece would add a "▁" word start; inside an answer it must not.
-    assert in_context_ids(tok, "Sorry") != in_context_ids(tok, " Sorry")
-    assert tok.convert_ids_to_tokens(in_context_ids(tok, " Sorry")) == ["\u2581Sorry"]
+    assert continuation_ids(tok, "Sorry") != continuation_ids(tok, " Sorry")
+    assert tok.convert_ids_to_tokens(continuation_ids(tok, " Sorry")) == ["\u2581Sorry"]
 
 
 def test_legacy_templates_keep_the_backslash():

@@ -1,0 +1,40 @@
+"""Atomic writes: a file is either its old content or its new content, never half of either."""
+
+import json
+import os
+from pathlib import Path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def write_text(path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    _replace(tmp, path)
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save_safetensors(path, arrays: dict, metadata: dict = None) -> None:
+    import mlx.core as mx
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.safetensors")  # MLX insists on the suffix
+    mx.save_safetensors(str(tmp), arrays, metadata=metadata or {})
+    _replace(tmp, path)

@@ -1,0 +1,68 @@
+"""The compute path on this machine: Metal on a Mac; on a Linux CPU, OpenBLAS when present.
+
+MLX's Linux CPU wheel ships the reference BLAS (about 8 GFLOP/s float32 matmul on our 2-core
+machines); the system OpenBLAS (Debian: libopenblas0-pthread) interposed with LD_PRELOAD gives
+about 250 GFLOP/s on the same machine (bench/matmul numbers in the README). A shared library
+can only be preloaded before the process starts, so the CLI re-executes itself once with
+LD_PRELOAD set. Nothing changes on macOS, and DERTA_MLX_BLAS=reference turns it off.
+"""
+
+import ctypes.util
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+_MARK = "DERTA_MLX_BLAS_CHECKED"
+_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+    "/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib64/libopenblas.so.0",
+)
+
+
+def find_openblas() -> Optional[str]:
+    for candidate in _CANDIDATES:
+        if Path(candidate).exists():
+            return candidate
+    name = ctypes.util.find_library("openblas")
+    return name if name and Path(name).is_absolute() else None
+
+
+def openblas_preloaded() -> bool:
+    return "openblas" in os.environ.get("LD_PRELOAD", "")
+
+
+def reexec_with_openblas() -> None:
+    """On Linux, restart this process once with OpenBLAS preloaded when it is installed."""
+    if not sys.platform.startswith("linux") or os.environ.get(_MARK):
+        return
+    if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference" or openblas_preloaded():
+        return
+    library = find_openblas()
+    if library is None:
+        return
+    env = dict(os.environ)
+    env[_MARK] = "1"
+    env["LD_PRELOAD"] = ":".join(p for p in (library, env.get("LD_PRELOAD")) if p)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "derta_mlx", *sys.argv[1:]], env)
+
+
+def describe() -> str:
+    """One line for start-up: which device and which BLAS computes."""
+    import mlx.core as mx
+
+    device = mx.default_device()
+    if device == mx.gpu:
+        return "device: GPU (Metal)" if sys.platform == "darwin" else "device: GPU"
+    if not sys.platform.startswith("linux"):
+        return "device: CPU"
+    if openblas_preloaded():
+        return "device: CPU, BLAS: system OpenBLAS (preloaded)"
+    hint = "install libopenblas0-pthread for ~30x faster float32 matmul"
+    if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference":
+        hint = "DERTA_MLX_BLAS=reference"
+    return f"device: CPU, BLAS: MLX's bundled reference BLAS ({hint})"

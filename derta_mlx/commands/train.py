@@ -1,0 +1,205 @@
+"""`derta-mlx train`: DeRTa (or an ablation) LoRA training, then a before/after refusal table."""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, fields, replace
+
+from ..config import TrainConfig, config_from_dict, load_config
+from ..errors import UserError
+
+EPILOG = """examples:
+  derta-mlx train                                   # the demo: embedded model, bundled mild data
+  derta-mlx train --model mistral-7b-4bit --data safety.jsonl helpful.jsonl --iters 600
+  derta-mlx train --method vanilla --out runs/vanilla   # Table 4 ablations: vanilla, harmful-prefix, rto
+  derta-mlx train --config run.yaml --learning-rate 5e-5
+  derta-mlx train --resume runs/vanilla             # continue an interrupted run exactly
+"""
+
+HELP = {
+    "model": "catalogue name, hub repo id or model directory (default: the embedded model)",
+    "data": "training files or directories: DeRTa rows, safety triples, helpfulness rows (default: demo data)",
+    "val_data": "validation files (default: --val-fraction of the training rows)",
+    "method": "derta | vanilla | harmful-prefix | rto (the paper's Table 4 ablations)",
+    "template": "derta | derta-eval | chat | auto (default: the catalogue's)",
+    "refusal": "refusal-token rule: auto | official | space | token:TEXT | phrase:TEXT | id:N",
+    "prefix_distribution": "harmful-prefix length k: official | uniform | qi",
+    "prefix_unit": "word | token (default: word for official, token otherwise)",
+    "qi_cap": "C for --prefix-distribution qi (k uniform in 1..C)",
+    "rto_weight": "weight of the RTO term",
+    "rto_keep": "share of RTO targets kept each step (official full fine-tuning: 0.05)",
+    "reduction": "token-mean (the official single mean) | per-term (each term its own mean)",
+    "rto_eos": "also train the refusal at the EOS position, as the official code",
+    "fine_tune_type": "lora | dora",
+    "num_layers": "number of last transformer blocks with adapters (-1: all)",
+    "lora_rank": "LoRA rank", "lora_scale": "LoRA scale (mlx-lm's, not alpha)", "lora_dropout": "LoRA dropout",
+    "lora_keys": "module keys to adapt, e.g. self_attn.q_proj (default: every linear layer)",
+    "iters": "optimizer steps", "batch_size": "micro-batch size",
+    "grad_accumulation_steps": "micro-batches per optimizer step",
+    "learning_rate": "peak learning rate", "lr_schedule": "cosine | linear | constant",
+    "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay",
+    "max_seq_length": "longest sequence in tokens; harmful prefixes are shortened to fit, targets never cut",
+    "grad_checkpoint": "recompute activations in the backward pass (less memory)",
+    "dequantize": "auto | yes | no: train a quantised base with float32 weights (auto: on a CPU)",
+    "seed": "seed of data order, prefix sampling, RTO keep masks and LoRA dropout",
+    "val_fraction": "held-out share of training rows when --val-data is not given",
+    "val_batches": "validation batches per evaluation (-1: all)",
+    "steps_per_report": "steps between progress rows in metrics.jsonl",
+    "steps_per_eval": "steps between validation losses", "save_every": "steps between checkpoints",
+    "adapter_path": "the run directory (alias: --out; default runs/<model>-<method>-<time>)",
+    "probe_after": "probe refusal at harmful-prefix lengths before and after training",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser) -> None:
+    for f in fields(TrainConfig):
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
+        if f.type in ("bool", bool):
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+        elif f.name in ("data", "val_data", "lora_keys"):
+            parser.add_argument(_flag(f.name), nargs="+", **kwargs)
+        else:
+            kind = f.type if f.type in (int, float) else str
+            parser.add_argument(_flag(f.name), type=kind, **kwargs)
+
+
+def config_from_args(args) -> TrainConfig:
+    base = load_config(args.config) if args.config else TrainConfig()
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if args.out:
+        given["adapter_path"] = args.out
+    merged = {**asdict(base), **given}
+    return config_from_dict(merged, "command line")
+
+
+class Progress:
+    """One live line on a terminal (a row per report elsewhere), with loss per term and ETA."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.perf_counter()
+        self.first_step = None
+
+    def __call__(self, report) -> None:
+        v = report.values
+        if report.kind == "train":
+            if self.first_step is None:
+                self.first_step = (report.step, time.perf_counter())
+            done = report.step / report.iters
+            bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
+            eta = self._eta(report.step, report.iters)
+            terms = " ".join(f"{k} {v[k]:.3f}" for k in ("mle", "rto") if v.get(k) is not None)
+            line = (f"step {report.step}/{report.iters} [{bar}] loss {v['loss']:.3f} ({terms}) "
+                    f"{v['tokens_per_sec']:.0f} tok/s peak {v['peak_memory_gb']:.2f} GB ETA {eta}")
+            self._show(line)
+        elif report.kind == "val":
+            self._show(f"step {report.step}: val loss {v['val_loss']:.3f} "
+                       f"(mle {v['val_mle']:.3f} rto {v['val_rto']:.3f})", keep=True)
+        elif report.kind == "done" and self.tty:
+            self.stream.write("\n")
+
+    def _eta(self, step, iters) -> str:
+        first, t0 = self.first_step
+        if step <= first:
+            elapsed = time.perf_counter() - self.start
+            per_step = elapsed / step
+        else:
+            per_step = (time.perf_counter() - t0) / (step - first)
+        seconds = int(per_step * (iters - step))
+        return f"{seconds // 60}:{seconds % 60:02d}"
+
+    def _show(self, line: str, keep: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if keep else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+PROBE_POSITIONS = (0, 5, 10, 20, 40)
+
+
+def make_probe(notify):
+    """The before/after probe: refusal when made to continue from k harmful tokens."""
+    from ..atomic import write_json
+    from ..probe import ProbeExample, refusal_by_prefix
+
+    def probe(model, tokenizer, prepared, label):
+        notify(f"Probing refusal {label} training on {len(prepared.probe_examples)} held-out questions...")
+        examples = [ProbeExample(r.question, r.harmful_response, r.id) for r in prepared.probe_examples]
+        ids = sorted({prepared.refusal.token_id, *[i for i, _ in prepared.refusal.variants]})
+        rows = refusal_by_prefix(model, tokenizer, prepared.template, examples, PROBE_POSITIONS, ids)
+        result = [asdict(row) for row in rows]
+        write_json(prepared.run_dir / f"probe_{label}.json", {"positions": list(PROBE_POSITIONS), "rows": result,
+                                                              "refusal_ids": ids})
+        return result
+
+    return probe
+
+
+def print_table(before, after) -> None:
+    print("\nRefusal when made to continue from the first k tokens of a harmful answer (held-out questions):")
+    print(f"{'k':>4}  {'refuses before':>14}  {'refuses after':>13}  {'P(refusal) before':>17}  {'P(refusal) after':>16}")
+    for b, a in zip(before, after):
+        print(f"{b['k']:>4}  {b['refusal_rate']:>14.0%}  {a['refusal_rate']:>13.0%}  "
+              f"{b['mean_p_refusal']:>17.4f}  {a['mean_p_refusal']:>16.4f}")
+
+
+def cmd_train(args) -> int:
+    from ..backend import describe, reexec_with_openblas
+
+    reexec_with_openblas()
+    from ..train_job import StopFlag, run_training
+
+    def notify(message):
+        print(message, file=sys.stderr, flush=True)
+
+    cfg = None if args.resume else config_from_args(args)
+    notify(describe())
+    stop = StopFlag()
+    previous = stop.install()
+    try:
+        probe = make_probe(notify) if (cfg is None or cfg.probe_after) else None
+        results = run_training(cfg, args.resume, notify, Progress(), probe=probe, stop=stop)
+    finally:
+        import signal
+
+        signal.signal(signal.SIGINT, previous)
+    run_dir = results["run_dir"]
+    facts = results["facts"]
+    if results["summary"]["stopped"]:
+        print(f"\nStopped at step {results['summary']['step']}; checkpoint written. "
+              f"Resume with: derta-mlx train --resume {run_dir}")
+        return 130
+    before = results.get("before")
+    if before is None:
+        from pathlib import Path
+
+        saved = Path(run_dir) / "probe_before.json"
+        before = json.loads(saved.read_text())["rows"] if saved.exists() else None
+    if before and results.get("after"):
+        print_table(before, results["after"])
+    print(f"\nRun directory: {run_dir}  (trainable parameters: {facts['trainable_params']:,}; "
+          f"base {'dequantised to float32' if facts['dequantised'] else 'as loaded'})")
+    print(f"Use the adapter with mlx-lm: mlx_lm.generate --model <model> --adapter-path {run_dir}")
+    return 0
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "train", help="DeRTa LoRA training (no arguments: the offline demo)",
+        description="Train a LoRA/DoRA adapter with DeRTa (MLE with a harmful prefix + Reinforced "
+        "Transition Optimization) or one of its ablations. Every flag has a YAML twin for --config.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    parser.add_argument("--out", help="run directory (default runs/<model>-<method>-<time>)")
+    parser.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    add_config_flags(parser)
+    parser.set_defaults(run=cmd_train)

@@ -1,0 +1,139 @@
+"""The training configuration: one dataclass, every field a CLI flag and a YAML key.
+
+Names follow mlx-lm's LoRA trainer where it has the same knob (iters, batch_size,
+learning_rate, num_layers, max_seq_length, save_every, steps_per_report, steps_per_eval,
+grad_checkpoint, seed, adapter_path), so a `--config` written for mlx-lm mostly carries over.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import List, Optional
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    # what
+    model: Optional[str] = None  # catalogue name, hub id or directory; None = embedded default
+    data: List[str] = field(default_factory=list)  # files or directories; empty = bundled demo
+    val_data: List[str] = field(default_factory=list)
+    method: str = "derta"  # derta | vanilla | harmful-prefix | rto
+    template: Optional[str] = None  # derta | derta-eval | chat | auto; None = the catalogue's
+    refusal: Optional[str] = None  # refusal rule; None = the catalogue's (see refusal.py)
+    # harmful prefix sampling
+    prefix_distribution: str = "official"  # official | uniform | qi
+    prefix_unit: Optional[str] = None  # word | token; None = word for official, token otherwise
+    qi_cap: int = 100
+    # loss
+    rto_weight: float = 1.0
+    rto_keep: float = 1.0
+    reduction: str = "token-mean"  # token-mean | per-term
+    rto_eos: bool = False  # also target the refusal at the EOS position, as the official code
+    # LoRA
+    fine_tune_type: str = "lora"  # lora | dora
+    num_layers: int = 16  # -1 = all
+    lora_rank: int = 8
+    lora_scale: float = 20.0
+    lora_dropout: float = 0.0
+    lora_keys: Optional[List[str]] = None  # None = every linear layer of the block
+    # optimisation
+    iters: int = 100
+    batch_size: int = 4
+    grad_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    lr_schedule: str = "cosine"  # cosine | linear | constant
+    warmup: int = 0
+    weight_decay: float = 0.0
+    max_seq_length: int = 512
+    grad_checkpoint: bool = False
+    dequantize: str = "auto"  # auto | yes | no: float32 base weights on a CPU (same arithmetic)
+    seed: int = 0
+    # validation, reporting, saving
+    val_fraction: float = 0.1  # held-out share of the training rows when no val_data is given
+    val_batches: int = 8  # -1 = the whole validation set
+    steps_per_report: int = 10
+    steps_per_eval: int = 50
+    save_every: int = 50
+    adapter_path: Optional[str] = None  # the run directory; None = runs/<name>
+    # the main job's before/after probe
+    probe_after: bool = True
+
+    def validate(self) -> "TrainConfig":
+        choices = {
+            "method": ("derta", "vanilla", "harmful-prefix", "rto"),
+            "prefix_distribution": ("official", "uniform", "qi"),
+            "prefix_unit": (None, "word", "token"),
+            "reduction": ("token-mean", "per-term"),
+            "fine_tune_type": ("lora", "dora"),
+            "lr_schedule": ("cosine", "linear", "constant"),
+            "dequantize": ("auto", "yes", "no"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name}: {getattr(self, name)!r} is not one of {[a for a in allowed if a]}")
+        positive = ("iters", "batch_size", "grad_accumulation_steps", "lora_rank", "max_seq_length",
+                    "steps_per_report", "steps_per_eval", "save_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.rto_keep <= 1.0:
+            raise UserError(f"rto_keep must be in (0, 1], got {self.rto_keep}")
+        if self.rto_weight < 0 or self.learning_rate <= 0:
+            raise UserError("rto_weight must be >= 0 and learning_rate > 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.warmup >= self.iters:
+            raise UserError(f"warmup ({self.warmup}) must be shorter than iters ({self.iters})")
+        return self
+
+    @property
+    def unit(self) -> str:
+        if self.prefix_unit:
+            return self.prefix_unit
+        return "word" if self.prefix_distribution == "official" else "token"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def config_from_dict(raw: dict, source: str) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    # mlx-lm's YAML spells a few things differently
+    aliases = {"adapter_file": None, "train": None, "lora_parameters": None}
+    unknown = sorted(k for k in raw if k not in known and k not in aliases)
+    if unknown:
+        raise UserError(f"{source}: unknown setting(s) {unknown}")
+    lora = raw.get("lora_parameters") or {}
+    merged = {k: v for k, v in raw.items() if k in known}
+    for key, ours in (("rank", "lora_rank"), ("scale", "lora_scale"), ("dropout", "lora_dropout"),
+                      ("keys", "lora_keys")):
+        if key in lora:
+            merged.setdefault(ours, lora[key])
+    if isinstance(merged.get("data"), str):
+        merged["data"] = [merged["data"]]
+    try:
+        return TrainConfig(**merged)
+    except TypeError as exc:
+        raise UserError(f"{source}: {exc}") from None
+
+
+def load_config(path) -> TrainConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of settings")
+    return config_from_dict(raw, str(path))
+
+
+def dump_config(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

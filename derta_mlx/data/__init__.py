@@ -1,0 +1,1 @@
+"""Data: file formats -> typed rows -> token-level training instances."""

@@ -1,0 +1,61 @@
+"""Instances -> padded batches, in an order that is a pure function of (seed, micro-batch index).
+
+Because the order is recomputed from the cursor, exact resume needs only the cursor: the
+micro-batch number. Each epoch is a seeded permutation cut into full batches (the last,
+incomplete one is left out, as mlx-lm does).
+"""
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .instances import IGNORE, Instance
+
+
+@dataclass
+class Batch:
+    inputs: np.ndarray  # (B, L) int32
+    targets: np.ndarray  # (B, L) int32, IGNORE on padding
+    terms: np.ndarray  # (B, L) int8, 0 on padding
+    tokens: int  # real (unpadded) tokens
+
+
+def pad_batch(instances: Sequence[Instance], pad_id: int = 0, multiple: int = 8) -> Batch:
+    """Right-pad to the longest instance, rounded up to `multiple` (fewer compiled shapes)."""
+    longest = max(len(x) for x in instances)
+    width = -(-longest // multiple) * multiple
+    inputs = np.full((len(instances), width), pad_id, dtype=np.int32)
+    targets = np.full((len(instances), width), IGNORE, dtype=np.int32)
+    terms = np.zeros((len(instances), width), dtype=np.int8)
+    for row, instance in enumerate(instances):
+        n = len(instance)
+        inputs[row, :n] = instance.inputs
+        targets[row, :n] = instance.targets
+        terms[row, :n] = instance.terms
+    return Batch(inputs, targets, terms, sum(len(x) for x in instances))
+
+
+@dataclass(frozen=True)
+class BatchOrder:
+    size: int  # number of instances
+    batch_size: int
+    seed: int
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+        if self.size < self.batch_size:
+            raise ValueError(
+                f"the data has {self.size} training instances, fewer than the batch size {self.batch_size}"
+            )
+
+    @property
+    def per_epoch(self) -> int:
+        return self.size // self.batch_size
+
+    def indices(self, micro_batch: int) -> np.ndarray:
+        """Instance indices of micro-batch number `micro_batch` (0-based, across epochs)."""
+        epoch, slot = divmod(micro_batch, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return order[slot * self.batch_size : (slot + 1) * self.batch_size]

@@ -1,0 +1,155 @@
+"""One training run end to end: config -> model -> instances -> train -> run directory.
+
+The CLI and the TUI both call `run_training`; it reports through callbacks and never prints.
+"""
+
+import random
+import signal
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from .atomic import write_json, write_text
+from .checkpoint import latest_checkpoint
+from .config import TrainConfig, dump_config, load_config
+from .data.formats import SafetyTriple, read_rows
+from .data.instances import InstanceConfig, build_instances
+from .data.prefix import PrefixSampler
+from .demo import demo_paths
+from .errors import UserError
+from .loading import ensure_local, find_model
+from .refusal import resolve_refusal
+from .rundir import new_run_dir, rewind_metrics
+from .templates import get_template
+from .trainer import Report, prepare_model, train
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, resolved: what config.yaml records."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    model_path: Path
+    template: object
+    refusal: object
+    train_set: list
+    val_set: list
+    stats: object
+    probe_examples: list
+
+
+def split_rows(rows: list, fraction: float, seed: int):
+    """A seeded row-level split, so both instances of one question land on the same side."""
+    if fraction <= 0:
+        return rows, []
+    order = list(range(len(rows)))
+    random.Random(f"val:{seed}").shuffle(order)
+    n_val = max(1, int(round(fraction * len(rows))))
+    held = set(order[:n_val])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
+    """Load the model and build the data for `cfg`; returns (model, tokenizer, Prepared)."""
+    from mlx_lm import load as mlx_load
+
+    ref = find_model(cfg.model)
+    model_path = ensure_local(ref, notify)
+    model, tokenizer = mlx_load(str(model_path))
+    template = get_template(cfg.template or ref.template, tokenizer)
+    refusal = resolve_refusal(tokenizer, cfg.refusal or ref.refusal_rule)
+
+    using_demo = not cfg.data
+    rows = read_rows(cfg.data or demo_paths("train"))
+    if cfg.val_data:
+        train_rows, val_rows = rows, read_rows(cfg.val_data)
+    else:
+        train_rows, val_rows = split_rows(rows, cfg.val_fraction, cfg.seed)
+    probe_rows = read_rows(demo_paths("heldout")) if using_demo else val_rows
+    instance_config = InstanceConfig(
+        template=template, refusal_id=refusal.token_id, eos_id=tokenizer.eos_token_id, method=cfg.method,
+        max_seq_length=cfg.max_seq_length, rto_eos=cfg.rto_eos,
+        prefix=PrefixSampler(cfg.prefix_distribution, cfg.unit, cfg.seed, cfg.qi_cap),
+    )
+    train_set, stats = build_instances(train_rows, tokenizer, instance_config)
+    val_set, _ = build_instances(val_rows, tokenizer, instance_config) if val_rows else ([], None)
+    if len(train_set) < cfg.batch_size:
+        raise UserError(f"only {len(train_set)} training instances for batch size {cfg.batch_size}")
+    probes = [r for r in probe_rows if isinstance(r, SafetyTriple)]
+    prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes)
+    return model, tokenizer, prepared
+
+
+def resolved_config(prepared: Prepared) -> str:
+    """config.yaml: the settings (enough to rerun) plus what they resolved to, as comments."""
+    p = prepared
+    header = [
+        "# derta-mlx run configuration: `derta-mlx train --config config.yaml` reruns it.",
+        f"# model path: {p.model_path}",
+        f"# template: {p.template.name}; refusal token: {p.refusal.text!r} id {p.refusal.token_id} "
+        f"(rule {p.refusal.rule})",
+        f"# instances: {dict(p.stats.kinds)}; supervised tokens: {dict(p.stats.supervised)}; "
+        f"truncated: {p.stats.truncated}; dropped: {dict(p.stats.dropped) or 0}",
+        f"# validation instances: {len(p.val_set)}",
+    ]
+    cfg = replace(p.cfg, template=p.template.name, refusal=p.refusal.rule, adapter_path=str(p.run_dir))
+    return "\n".join(header) + "\n" + dump_config(cfg)
+
+
+class StopFlag:
+    """Ctrl-C asks the loop to stop after the current step (it then writes a checkpoint)."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def install(self):
+        def handler(signum, frame):
+            if self.requested:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self.requested = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+
+def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str]):
+    """(cfg, run_dir, checkpoint or None) for a new run or for --resume RUN."""
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
+        saved = load_config(run_dir / "config.yaml").validate()
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise UserError(f"{run_dir}: no checkpoint to resume from; start it again with --out")
+        if checkpoint.step >= saved.iters:
+            raise UserError(f"{run_dir}: already finished ({checkpoint.step}/{saved.iters} steps)")
+        return saved, run_dir, checkpoint
+    cfg = cfg.validate()
+    ref = find_model(cfg.model)
+    return cfg, new_run_dir(cfg.adapter_path, ref.spec, cfg.method), None
+
+
+def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None):
+    """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given."""
+    cfg, run_dir, checkpoint = start_or_resume(cfg, resume)
+    model, tokenizer, prepared = prepare(cfg, run_dir, notify)
+    if checkpoint is None:
+        write_text(run_dir / "config.yaml", resolved_config(prepared))
+    else:
+        rewind_metrics(run_dir, checkpoint.step)
+        notify(f"Resuming {run_dir} from step {checkpoint.step}")
+    facts = prepare_model(model, cfg)
+    model = facts["model"]
+    results = {"run_dir": str(run_dir), "facts": {k: v for k, v in facts.items() if k != "model"}}
+    if probe and checkpoint is None and prepared.probe_examples:
+        results["before"] = probe(model, tokenizer, prepared, "before")
+    summary = train(model, prepared.train_set, prepared.val_set, cfg, run_dir, cfg.model or "default",
+                    resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False))
+    results["summary"] = summary
+    if probe and not summary["stopped"] and prepared.probe_examples:
+        results["after"] = probe(model, tokenizer, prepared, "after")
+    return results
