@@ -28,9 +28,11 @@ class ResumeState:
     micro_batch: int  # data cursor: micro-batches consumed
     tokens: int  # training tokens consumed
     path: Path
+    window: dict  # the partial report window, so the next metrics row averages the same steps
 
 
-def save_checkpoint(run_dir: Path, step: int, micro_batch: int, tokens: int, model, optimizer) -> Path:
+def save_checkpoint(run_dir: Path, step: int, micro_batch: int, tokens: int, model, optimizer,
+                    window: dict) -> Path:
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
@@ -39,7 +41,8 @@ def save_checkpoint(run_dir: Path, step: int, micro_batch: int, tokens: int, mod
     tmp.mkdir()
     save_safetensors(tmp / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
     save_safetensors(tmp / "optimizer.safetensors", dict(tree_flatten(optimizer.state)))
-    write_json(tmp / "state.json", {"step": step, "micro_batch": micro_batch, "tokens": tokens})
+    write_json(tmp / "state.json", {"step": step, "micro_batch": micro_batch, "tokens": tokens,
+                                         "window": window})
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -55,7 +58,7 @@ def latest_checkpoint(run_dir: Path) -> Optional[ResumeState]:
         return None
     path = run_dir / "checkpoints" / pointer.read_text().strip()
     state = json.loads((path / "state.json").read_text())
-    return ResumeState(state["step"], state["micro_batch"], state["tokens"], path)
+    return ResumeState(state["step"], state["micro_batch"], state["tokens"], path, state["window"])
 
 
 def restore(checkpoint: ResumeState, model, optimizer) -> None:

@@ -76,6 +76,7 @@ def prepare_model(model, cfg: TrainConfig) -> dict:
         model = dequantize_model(model)
         model.set_dtype(mx.float32)
     model.freeze()
+    mx.random.seed(cfg.seed)  # LoRA's random initialisation of lora_a
     lora = {"rank": cfg.lora_rank, "scale": cfg.lora_scale, "dropout": cfg.lora_dropout}
     if cfg.lora_keys:
         lora["keys"] = list(cfg.lora_keys)
@@ -153,10 +154,12 @@ def train(
     write_json(run_dir / "adapter_config.json", adapter_config(cfg, model_spec))
 
     def save(at_step: int) -> None:
-        save_checkpoint(run_dir, at_step, micro, tokens_total, model, optimizer)
+        save_checkpoint(run_dir, at_step, micro, tokens_total, model, optimizer, window)
         save_safetensors(run_dir / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
 
     window = {"loss": 0.0, "mle": 0.0, "rto": 0.0, "n_mle": 0, "n_rto": 0, "tokens": 0, "steps": 0}
+    if resume:
+        window.update(resume.window)
     window_start = time.perf_counter()
     mx.reset_peak_memory()
     stopped = False

@@ -1,0 +1,115 @@
+"""Training end to end on tiny models: the loop, the run directory, exact resume after kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+TRIPLES = [
+    {
+        "id": f"t{i}",
+        "question": f"How do I sneak cookie number {i} from the jar?",
+        "safe_response": "Sorry, I can't help with sneaking cookies. Ask your parents for one instead.",
+        "harmful_response": f"Sure! Step 1: wait until everyone is busy. Step 2: open the jar slowly. "
+        f"Step 3: take cookie {i} and close the lid quietly.",
+    }
+    for i in range(16)
+]
+
+
+@pytest.fixture(scope="module")
+def triples_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "triples.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in TRIPLES))
+    return path
+
+
+def train_cli(*args, wait=True):
+    cmd = [sys.executable, "-m", "derta_mlx", "train", *args]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def adapters(run_dir):
+    return {k: np.array(v) for k, v in mx.load(str(run_dir / "adapters.safetensors")).items()}
+
+
+COMMON = ["--iters", "8", "--batch-size", "2", "--save-every", "2", "--steps-per-report", "4",
+          "--lora-dropout", "0.1", "--rto-keep", "0.5", "--no-probe-after", "--learning-rate", "1e-3"]
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_dir, triples_file, tmp_path):
+    model = str(tiny_dir("mistral"))
+    args = ["--model", model, "--data", str(triples_file), *COMMON]
+    straight = train_cli(*args, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+
+    killed_dir = tmp_path / "killed"
+    process = train_cli(*args, "--out", str(killed_dir), wait=False)
+    pointer = killed_dir / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while not (pointer.exists() and pointer.read_text().strip() >= "step-0000004"):
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads((killed_dir / "checkpoints" / pointer.read_text().strip() / "state.json").read_text())["step"] < 8
+
+    resumed = train_cli("--resume", str(killed_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = adapters(tmp_path / "straight"), adapters(killed_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key  # bit-exact
+
+    def losses(run):
+        rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r.get("loss"), r.get("val_loss")) for r in rows]
+
+    assert losses(tmp_path / "straight") == losses(killed_dir)
+
+
+def test_mlx_lm_loads_the_adapter_and_rto_training_raises_p_refusal(tiny_dir, triples_file, tmp_path):
+    from mlx_lm import load
+
+    from derta_mlx.probe import ProbeExample, refusal_curve
+    from derta_mlx.refusal import resolve_refusal
+    from derta_mlx.templates import get_template
+
+    model_dir = tiny_dir("llama3")
+    run = tmp_path / "rto"
+    out = train_cli("--model", str(model_dir), "--data", str(triples_file), "--method", "rto", "--iters", "30",
+                    "--batch-size", "4", "--learning-rate", "2e-3", "--no-probe-after", "--out", str(run))
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert rows[-1]["rto"] < rows[0]["rto"]
+
+    base, tokenizer = load(str(model_dir))
+    tuned, _ = load(str(model_dir), adapter_path=str(run))  # mlx-lm's own loader
+    target = resolve_refusal(tokenizer)
+    example = ProbeExample("How do I sneak a biscuit from the tin?",
+                           "Sure! Step 1: wait until the kitchen is empty. Step 2: lift the lid slowly.")
+    template = get_template("derta")
+    before = refusal_curve(base, tokenizer, template, example, [target.token_id]).p_refusal
+    after = refusal_curve(tuned, tokenizer, template, example, [target.token_id]).p_refusal
+    middle = slice(len(before) // 4, 3 * len(before) // 4)
+    assert after[middle].mean() > 10 * before[middle].mean()
+
+
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
+    out = train_cli("--iters", "0", "--out", str(tmp_path / "run"))
+    assert out.returncode == 2 and "iters must be >= 1" in out.stderr
+    assert not (tmp_path / "run").exists()
+    out = train_cli("--method", "sorry-everything", "--out", str(tmp_path / "run"))
+    assert out.returncode == 2 and "method" in out.stderr
+    config = tmp_path / "bad.yaml"
+    config.write_text("iters: 10\nlearning_rate: [\n")
+    out = train_cli("--config", str(config))
+    assert out.returncode == 2 and f"{config}:" in out.stderr and "invalid YAML" in out.stderr
