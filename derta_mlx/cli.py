@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from . import __version__
+from .commands import data as data_command
 from .commands import models as models_command
 from .commands import train as train_command
 from .errors import UserError
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"derta-mlx {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train_command.register(commands)
+    data_command.register(commands)
     models_command.register(commands)
     return parser
 

@@ -50,6 +50,25 @@ def split_rows(rows: list, fraction: float, seed: int):
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
+def make_instance_config(cfg: TrainConfig, tokenizer, template, refusal) -> InstanceConfig:
+    return InstanceConfig(
+        template=template, refusal_id=refusal.token_id, eos_id=tokenizer.eos_token_id, method=cfg.method,
+        max_seq_length=cfg.max_seq_length, rto_eos=cfg.rto_eos,
+        prefix=PrefixSampler(cfg.prefix_distribution, cfg.unit, cfg.seed, cfg.qi_cap),
+    )
+
+
+def resolve_tokenizer(cfg: TrainConfig, notify):
+    """(model path, tokenizer, template, refusal target) for cfg, without loading weights."""
+    from .loading import load_tokenizer
+
+    ref = find_model(cfg.model)
+    path = ensure_local(ref, notify)
+    tokenizer = load_tokenizer(path)
+    template = get_template(cfg.template or ref.template, tokenizer)
+    return path, tokenizer, template, resolve_refusal(tokenizer, cfg.refusal or ref.refusal_rule)
+
+
 def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
     """Load the model and build the data for `cfg`; returns (model, tokenizer, Prepared)."""
     from mlx_lm import load as mlx_load
@@ -67,11 +86,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
     else:
         train_rows, val_rows = split_rows(rows, cfg.val_fraction, cfg.seed)
     probe_rows = read_rows(demo_paths("heldout")) if using_demo else val_rows
-    instance_config = InstanceConfig(
-        template=template, refusal_id=refusal.token_id, eos_id=tokenizer.eos_token_id, method=cfg.method,
-        max_seq_length=cfg.max_seq_length, rto_eos=cfg.rto_eos,
-        prefix=PrefixSampler(cfg.prefix_distribution, cfg.unit, cfg.seed, cfg.qi_cap),
-    )
+    instance_config = make_instance_config(cfg, tokenizer, template, refusal)
     train_set, stats = build_instances(train_rows, tokenizer, instance_config)
     val_set, _ = build_instances(val_rows, tokenizer, instance_config) if val_rows else ([], None)
     if len(train_set) < cfg.batch_size:

@@ -56,8 +56,10 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser) -> None:
+def add_config_flags(parser, exclude=()) -> None:
     for f in fields(TrainConfig):
+        if f.name in exclude:
+            continue
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
         if f.type in ("bool", bool):
             parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
@@ -71,7 +73,7 @@ def add_config_flags(parser) -> None:
 def config_from_args(args) -> TrainConfig:
     base = load_config(args.config) if args.config else TrainConfig()
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    if args.out:
+    if getattr(args, "out", None) and args.command == "train":
         given["adapter_path"] = args.out
     merged = {**asdict(base), **given}
     return config_from_dict(merged, "command line")

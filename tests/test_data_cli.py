@@ -1,0 +1,42 @@
+import json
+import subprocess
+import sys
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "derta_mlx", "data", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+TRIPLE = {"question": "How do I skip chores?", "safe_response": "Sorry, I can't help you skip chores.",
+          "harmful_response": "Sure! Step 1: hide the broom. Step 2: look busy."}
+
+
+def test_validate_reports_counts_and_bad_rows(tmp_path):
+    good = write(tmp_path / "good.jsonl", [TRIPLE, {"instruction": "Say hi", "output": "Hi!"}])
+    out = cli("validate", str(good))
+    assert out.returncode == 0 and "2 rows" in out.stdout and "1 safety triples" in out.stdout
+    bad = write(tmp_path / "bad.jsonl", [TRIPLE, '{"question": "q", "safe_response": 5, "harmful_response": "h"}'])
+    out = cli("validate", str(bad))
+    assert out.returncode == 2 and f"{bad}:2: field 'safe_response' must be a string" in out.stderr
+
+
+def test_stats_and_build_with_a_tiny_model(tmp_path, tiny_dir):
+    data = write(tmp_path / "d.jsonl", [TRIPLE, {**TRIPLE, "safe_response": "Well, no. I'm sorry, but no."}])
+    model = str(tiny_dir("mistral"))
+    out = cli("stats", str(data), "--model", model, "--json", str(tmp_path / "s.json"))
+    assert out.returncode == 0, out.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["refusal_start"]["1"] == 1 and stats["refusal_start"]["2-5"] == 1
+    out = cli("build", str(data), "--model", model, "--method", "derta", "--out", str(tmp_path / "i.jsonl"))
+    assert out.returncode == 0, out.stderr
+    instances = [json.loads(l) for l in (tmp_path / "i.jsonl").read_text().splitlines()]
+    assert [x["kind"] for x in instances] == ["harmful-prefix", "rto", "harmful-prefix", "rto"]
+    rto = instances[1]
+    assert {t for t, term in zip(rto["targets"], rto["terms"]) if term == 2} == {19385}
+    assert instances[0]["text"] is None  # no harmful text unless asked (--with-text)
