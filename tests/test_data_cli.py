@@ -27,7 +27,7 @@ def test_validate_reports_counts_and_bad_rows(tmp_path):
 
 
 def test_stats_and_build_with_a_tiny_model(tmp_path, tiny_dir):
-    data = write(tmp_path / "d.jsonl", [TRIPLE, {**TRIPLE, "safe_response": "Well, no. I'm sorry, but no."}])
+    data = write(tmp_path / "d.jsonl", [TRIPLE, {**TRIPLE, "safe_response": "No. Sorry, I can't."}])
     model = str(tiny_dir("mistral"))
     out = cli("stats", str(data), "--model", model, "--json", str(tmp_path / "s.json"))
     assert out.returncode == 0, out.stderr
