@@ -12,7 +12,11 @@ RUNS = Path("runs")
 
 
 def new_run_dir(requested, model_name: str, method: str) -> Path:
-    """The requested directory (must be new or empty), or runs/<model>-<method>-<time>."""
+    """The requested directory (must be new or empty), or runs/<model>-<method>-<time>.
+
+    Only the path: it is created once the model and data have loaded, so a bad input leaves
+    nothing behind.
+    """
     if requested:
         path = Path(requested)
         if path.exists() and any(path.iterdir()):
@@ -20,7 +24,6 @@ def new_run_dir(requested, model_name: str, method: str) -> Path:
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = RUNS / f"{Path(model_name).name}-{method}-{stamp}"
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -152,6 +152,7 @@ def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe
     """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given."""
     cfg, run_dir, checkpoint = start_or_resume(cfg, resume)
     model, tokenizer, prepared = prepare(cfg, run_dir, notify)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is None:
         write_text(run_dir / "config.yaml", resolved_config(prepared))
     else:

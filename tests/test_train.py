@@ -103,7 +103,7 @@ def test_mlx_lm_loads_the_adapter_and_rto_training_raises_p_refusal(tiny_dir, tr
     assert after[middle].mean() > 10 * before[middle].mean()
 
 
-def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path, tiny_dir):
     out = train_cli("--iters", "0", "--out", str(tmp_path / "run"))
     assert out.returncode == 2 and "iters must be >= 1" in out.stderr
     assert not (tmp_path / "run").exists()
@@ -113,3 +113,8 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
     config.write_text("iters: 10\nlearning_rate: [\n")
     out = train_cli("--config", str(config))
     assert out.returncode == 2 and f"{config}:" in out.stderr and "invalid YAML" in out.stderr
+    bad_data = tmp_path / "bad.jsonl"
+    bad_data.write_text('{"question": "q", "safe_response": "s"}\n')
+    out = train_cli("--model", str(tiny_dir("mistral")), "--data", str(bad_data), "--out", str(tmp_path / "run"))
+    assert out.returncode == 2 and f"{bad_data}:1:" in out.stderr
+    assert not (tmp_path / "run").exists()
