@@ -118,3 +118,21 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path, tiny_dir)
     out = train_cli("--model", str(tiny_dir("mistral")), "--data", str(bad_data), "--out", str(tmp_path / "run"))
     assert out.returncode == 2 and f"{bad_data}:1:" in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_writes_a_checkpoint_and_prints_the_resume_command(tiny_dir, triples_file, tmp_path):
+    run = tmp_path / "interrupted"
+    process = train_cli("--model", str(tiny_dir("mistral")), "--data", str(triples_file), "--iters", "400",
+                        "--batch-size", "2", "--save-every", "1000", "--steps-per-report", "1",
+                        "--no-probe-after", "--out", str(run), wait=False)
+    deadline = time.time() + 300
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 2):
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert f"derta-mlx train --resume {run}" in stdout
+    step = json.loads((run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip() / "state.json")
+                      .read_text())["step"]
+    assert 2 <= step < 400
