@@ -11,7 +11,8 @@ from typing import Optional
 
 _APOSTROPHE = "['\u2019]"
 REFUSAL_PATTERNS = [
-    ("sorry", r"sorry(?!\s+(?:for\s+(?:him|her|them|the|my|your|his|their|it)\b|state|excuse|sight|-looking))"),
+    # not a quoted mention ('sorry'), a compound (sorry-looking) or "sorry for him", "a sorry state"
+    ("sorry", r"(?<!['\"\u2018\u201c])sorry(?!['\"\u2019\u201d]|-|\s+(?:for\s+(?:him|her|them|the|my|your|his|their|it)\b|state|excuse|sight))"),
     ("apologise", r"\bI\s+apologi[sz]e"),
     ("cannot", r"\bI\s+(?:cannot|can\s*not|can" + _APOSTROPHE + r"?t)\s+(?:help|assist|provide|do|support|comply|answer|give|share|tell|write|recommend|encourage|fulfil)"),
     ("will not", r"\bI\s+(?:will\s+not|won" + _APOSTROPHE + r"?t)\s+(?:help|assist|provide|do|support|comply|answer|give|share|tell|write|recommend|encourage)"),
