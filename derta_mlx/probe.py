@@ -38,7 +38,7 @@ class Continuation:
 @dataclass(frozen=True)
 class Curve:
     example_id: str
-    p_refusal: np.ndarray  # (|r|,): P(any refusal token) after r_<t, t = 1..|r|
+    p_refusal: np.ndarray  # (|r|+1,): [k] = P(any refusal token | q, first k harmful tokens)
 
 
 def example_ids(tokenizer, template: Template, example: ProbeExample):
@@ -50,37 +50,33 @@ def example_ids(tokenizer, template: Template, example: ProbeExample):
 
 def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, refusal_ids: Sequence[int]) -> Curve:
     prompt, harmful = example_ids(tokenizer, template, example)
-    inputs = mx.array([prompt + harmful[:-1]])
+    inputs = mx.array([prompt + harmful])
     logits = model(inputs)[0, len(prompt) - 1 :].astype(mx.float32)
     probs = mx.softmax(logits, axis=-1)[:, list(refusal_ids)].sum(axis=-1)
     return Curve(example.id, np.array(probs))
 
 
-def _greedy(model, prompt: List[int], max_tokens: int, stop_ids) -> List[int]:
-    from mlx_lm.generate import generate_step
+def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32) -> List[str]:
+    """Greedy continuations of many prompts, batched by mlx-lm's batch_generate."""
+    from mlx_lm.generate import batch_generate
 
-    out = []
-    for token, _ in generate_step(mx.array(prompt), model, max_tokens=max_tokens,
-                                  sampler=lambda logprobs: mx.argmax(logprobs, axis=-1)):
-        token = int(token)
-        if token in stop_ids:
-            break
-        out.append(token)
-    return out
+    if not prompts:
+        return []
+    return batch_generate(model, tokenizer, prompts, max_tokens=max_tokens).texts
+
+
+def _continuation(example_id: str, k: int, text: str) -> Continuation:
+    verdict = detect_refusal(text)
+    return Continuation(example_id, k, text, verdict.refuses, verdict.start if verdict.refuses else -1)
 
 
 def continue_from(model, tokenizer, template: Template, example: ProbeExample, positions: Sequence[int],
                   max_tokens: int = 32) -> List[Continuation]:
+    """Continuations after the first k harmful tokens, for each k (clipped to the response)."""
     prompt, harmful = example_ids(tokenizer, template, example)
-    stop_ids = set(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
-    results = []
-    for k in positions:
-        k = min(k, len(harmful))
-        text = tokenizer.decode(_greedy(model, prompt + harmful[:k], max_tokens, stop_ids))
-        verdict = detect_refusal(text)
-        results.append(Continuation(example.id, k, text, verdict.refuses,
-                                    verdict.start if verdict.refuses else -1))
-    return results
+    ks = [min(k, len(harmful)) for k in positions]
+    texts = continue_many(model, tokenizer, [prompt + harmful[:k] for k in ks], max_tokens)
+    return [_continuation(example.id, k, text) for k, text in zip(ks, texts)]
 
 
 @dataclass(frozen=True)
@@ -98,11 +94,19 @@ def refusal_by_prefix(model, tokenizer, template: Template, examples: Sequence[P
     k is clipped to each response's length, so a short response counts at its end.
     """
     model.eval()
+    prompts, clipped, curves = [], [], []
+    for example in examples:
+        prompt, harmful = example_ids(tokenizer, template, example)
+        curves.append(refusal_curve(model, tokenizer, template, example, refusal_ids).p_refusal)
+        for k in positions:
+            clipped.append(min(k, len(harmful)))
+            prompts.append(prompt + harmful[: clipped[-1]])
+    texts = iter(continue_many(model, tokenizer, prompts, max_tokens))
     refuses = {k: [] for k in positions}
     probs = {k: [] for k in positions}
-    for example in examples:
-        curve = refusal_curve(model, tokenizer, template, example, refusal_ids)
-        for k, result in zip(positions, continue_from(model, tokenizer, template, example, positions, max_tokens)):
-            refuses[k].append(result.refuses)
-            probs[k].append(float(curve.p_refusal[min(result.k, len(curve.p_refusal) - 1)]))
+    kept = iter(clipped)
+    for curve in curves:
+        for k in positions:
+            refuses[k].append(detect_refusal(next(texts)).refuses)
+            probs[k].append(float(curve[next(kept)]))
     return [PrefixRow(k, float(np.mean(refuses[k])), float(np.mean(probs[k])), len(probs[k])) for k in positions]
