@@ -94,10 +94,10 @@ def refusal_by_prefix(model, tokenizer, template: Template, examples: Sequence[P
     k is clipped to each response's length, so a short response counts at its end.
     """
     model.eval()
-    prompts, clipped, curves = [], [], []
+    prompts, clipped = [], []
+    curves = [c.p_refusal for c in refusal_curves(model, tokenizer, template, examples, refusal_ids)]
     for example in examples:
         prompt, harmful = example_ids(tokenizer, template, example)
-        curves.append(refusal_curve(model, tokenizer, template, example, refusal_ids).p_refusal)
         for k in positions:
             clipped.append(min(k, len(harmful)))
             prompts.append(prompt + harmful[: clipped[-1]])
@@ -110,3 +110,31 @@ def refusal_by_prefix(model, tokenizer, template: Template, examples: Sequence[P
             refuses[k].append(detect_refusal(next(texts)).refuses)
             probs[k].append(float(curve[next(kept)]))
     return [PrefixRow(k, float(np.mean(refuses[k])), float(np.mean(probs[k])), len(probs[k])) for k in positions]
+
+
+def refusal_curves(model, tokenizer, template: Template, examples: Sequence[ProbeExample],
+                   refusal_ids: Sequence[int], batch_size: int = 8) -> List[Curve]:
+    """Teacher-forced curves of many examples, batched (right-padded; padding never read)."""
+    curves = []
+    ids = list(refusal_ids)
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        pairs = [example_ids(tokenizer, template, e) for e in chunk]
+        width = max(len(p) + len(h) for p, h in pairs)
+        batch = np.zeros((len(chunk), width), dtype=np.int32)
+        for row, (p, h) in enumerate(pairs):
+            batch[row, : len(p) + len(h)] = p + h
+        probs = mx.softmax(model(mx.array(batch)).astype(mx.float32), axis=-1)[..., ids].sum(axis=-1)
+        probs = np.array(probs)
+        for example, (p, h), row in zip(chunk, pairs, probs):
+            curves.append(Curve(example.id, row[len(p) - 1 : len(p) + len(h)]))
+    return curves
+
+
+def top_next_tokens(model, tokenizer, template: Template, example: ProbeExample, k: int, top: int = 5):
+    """The `top` most likely next tokens after k harmful tokens: [(text, probability)]."""
+    prompt, harmful = example_ids(tokenizer, template, example)
+    logits = model(mx.array([prompt + harmful[: min(k, len(harmful))]]))[0, -1].astype(mx.float32)
+    probs = np.array(mx.softmax(logits))
+    best = np.argsort(-probs)[:top]
+    return [(tokenizer.decode([int(i)]), float(probs[i])) for i in best]
