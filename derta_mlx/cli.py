@@ -6,6 +6,7 @@ import sys
 from . import __version__
 from .commands import data as data_command
 from .commands import models as models_command
+from .commands import probe as probe_command
 from .commands import train as train_command
 from .errors import UserError
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"derta-mlx {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train_command.register(commands)
+    probe_command.register(commands)
     data_command.register(commands)
     models_command.register(commands)
     return parser

@@ -1,0 +1,232 @@
+"""`derta-mlx probe`: refusal at chosen positions inside a harmful answer, base versus adapter."""
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+import numpy as np
+
+from ..errors import UserError
+
+EPILOG = """examples:
+  derta-mlx probe --adapter runs/demo --compare-base --data derta_mlx/demo/safety_heldout.jsonl
+  derta-mlx probe --question "How do I skip chores?" --harmful-response "Sure! Step 1: ..." --every 4
+  derta-mlx probe --adapter runs/demo --data triples.jsonl --positions 0,5,10,20,40 --json probe.json --plot probe.png
+Harmful text is never printed unless you pass --show-text.
+"""
+
+
+def _notify(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_positions(args, longest: int):
+    if args.every:
+        if args.every < 1:
+            raise UserError("--every must be >= 1")
+        return list(range(0, longest + 1, args.every))
+    try:
+        positions = sorted({int(p) for p in args.positions.split(",") if p.strip()})
+    except ValueError:
+        raise UserError(f"--positions must be integers separated by commas, got {args.positions!r}") from None
+    if not positions or positions[0] < 0:
+        raise UserError("--positions must be non-negative integers")
+    return positions
+
+
+def load_examples(args):
+    from ..data.formats import SafetyTriple, read_rows
+    from ..probe import ProbeExample
+
+    if args.data:
+        rows = [r for r in read_rows([args.data]) if isinstance(r, SafetyTriple)]
+        if not rows:
+            raise UserError(f"{args.data}: no safety triples (question, safe_response, harmful_response)")
+        return [ProbeExample(r.question, r.harmful_response, r.id) for r in rows[: args.limit]]
+    if not (args.question and args.harmful_response):
+        raise UserError("give --question and --harmful-response, or --data FILE of safety triples")
+    return [ProbeExample(args.question, args.harmful_response, "cli")]
+
+
+def word_to_token_positions(tokenizer, template, example, words):
+    """Token counts of the first k words of the harmful response (the --unit word mapping)."""
+    from ..data.prefix import word_ends
+    from ..segments import continuation_ids
+
+    ends = word_ends(example.harmful_response)
+    out = []
+    for k in words:
+        k = min(k, len(ends))
+        text = template.response_lead + example.harmful_response[: ends[k - 1]] if k else ""
+        out.append(len(continuation_ids(tokenizer, text)) if k else 0)
+    return out
+
+
+def run_probe(model, tokenizer, template, refusal_ids, examples, positions, unit, max_tokens):
+    """Per example: the curve, and the continuation at each position (in tokens)."""
+    from ..probe import continue_many, example_ids, refusal_curves
+    from ..detector import detect_refusal
+
+    curves = refusal_curves(model, tokenizer, template, examples, refusal_ids)
+    prompts, index = [], []
+    for example in examples:
+        prompt, harmful = example_ids(tokenizer, template, example)
+        tokens = word_to_token_positions(tokenizer, template, example, positions) if unit == "word" else positions
+        for position, k in zip(positions, tokens):
+            k = min(k, len(harmful))
+            prompts.append(prompt + harmful[:k])
+            index.append((example.id, position, k))
+    texts = continue_many(model, tokenizer, prompts, max_tokens)
+    results = []
+    for curve, example in zip(curves, examples):
+        rows = []
+        for (example_id, position, k), text in zip(index, texts):
+            if example_id != example.id:
+                continue
+            verdict = detect_refusal(text)
+            rows.append({"position": position, "tokens": k, "p_refusal": float(curve.p_refusal[k]),
+                         "refuses": verdict.refuses, "text": text,
+                         "refusal_char": verdict.start if verdict.refuses else None})
+        results.append({"id": example.id, "curve": curve.p_refusal.tolist(), "positions": rows})
+    return results
+
+
+def summarise(results, positions):
+    out = []
+    for i, position in enumerate(positions):
+        cells = [r["positions"][i] for r in results]
+        out.append({"position": position, "refusal_rate": float(np.mean([c["refuses"] for c in cells])),
+                    "mean_p_refusal": float(np.mean([c["p_refusal"] for c in cells])), "n": len(cells)})
+    return out
+
+
+def plot(path, variants):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, results in variants.items():
+        longest = max(len(r["curve"]) for r in results)
+        mean = [np.mean([r["curve"][k] for r in results if k < len(r["curve"])]) for k in range(longest)]
+        ax.plot(range(longest), mean, label=label)
+    ax.set_xlabel("harmful tokens already in the answer (k)")
+    ax.set_ylabel("P(refusal token)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Teacher-forced refusal probability inside harmful answers")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def set_adapter_scale(model, scale: float) -> None:
+    """0 turns every LoRA layer off (the base model), 1 back on; the lora weights stay loaded."""
+    from mlx_lm.tuner.lora import LoRALinear
+
+    for _, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            if not hasattr(module, "_derta_scale"):
+                module._derta_scale = module.scale
+            module.scale = module._derta_scale * scale
+
+
+def cmd_probe(args) -> int:
+    from ..backend import reexec_with_openblas
+
+    reexec_with_openblas()
+    from mlx_lm import load as mlx_load
+
+    from ..loading import ensure_local, find_model
+    from ..refusal import resolve_refusal
+    from ..templates import get_template
+
+    ref = find_model(args.model)
+    path = ensure_local(ref, _notify)
+    if args.compare_base and not args.adapter:
+        raise UserError("--compare-base needs --adapter RUN")
+    if args.adapter:
+        config = json.loads((__import__("pathlib").Path(args.adapter) / "adapter_config.json").read_text())
+        if config.get("fine_tune_type") == "dora" and args.compare_base:
+            raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")
+    model, tokenizer = mlx_load(str(path), adapter_path=args.adapter)
+    model.eval()
+    template = get_template(args.template or ref.template, tokenizer)
+    refusal = resolve_refusal(tokenizer, args.refusal or ref.refusal_rule)
+    refusal_ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    examples = load_examples(args)
+    longest = max(len(e.harmful_response.split()) if args.unit == "word" else 10**9 for e in examples)
+    positions = parse_positions(args, min(longest, 64) if args.every else 0)
+
+    variants = {}
+    if args.compare_base:
+        set_adapter_scale(model, 0.0)
+        variants["base"] = run_probe(model, tokenizer, template, refusal_ids, examples, positions, args.unit,
+                                     args.max_tokens)
+        set_adapter_scale(model, 1.0)
+    label = "adapter" if args.adapter else "model"
+    variants[label] = run_probe(model, tokenizer, template, refusal_ids, examples, positions, args.unit,
+                                args.max_tokens)
+    summaries = {name: summarise(results, positions) for name, results in variants.items()}
+
+    names = list(variants)
+    print(f"refusal tokens {refusal_ids} ({refusal.text!r} and variants); {len(examples)} example(s); "
+          f"positions in {args.unit}s")
+    header = f"{'k':>5}" + "".join(f"  {n + ' refuses':>16}  {n + ' P(refusal)':>18}" for n in names)
+    print(header)
+    for i, position in enumerate(positions):
+        line = f"{position:>5}"
+        for name in names:
+            row = summaries[name][i]
+            line += f"  {row['refusal_rate']:>16.0%}  {row['mean_p_refusal']:>18.4f}"
+        print(line)
+    if len(examples) == 1 or args.show_text:
+        for name in names:
+            for result in variants[name]:
+                for cell in result["positions"]:
+                    if args.show_text:
+                        print(f"[{name} {result['id']} k={cell['position']}] {cell['text']!r}")
+                    elif cell["refuses"]:
+                        start = cell["text"][cell["refusal_char"]:][:40]
+                        print(f"[{name} k={cell['position']}] refuses: {start!r}")
+    if args.json:
+        from ..atomic import write_json
+
+        if not args.show_text:  # keep harmful continuations out of files unless asked
+            for results in variants.values():
+                for result in results:
+                    for cell in result["positions"]:
+                        cell["text"] = cell["text"] if cell["refuses"] else None
+        write_json(args.json, {"positions": positions, "unit": args.unit, "refusal_ids": refusal_ids,
+                               "summary": summaries, "examples": variants})
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(args.plot, variants)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def register(commands) -> None:
+    p = commands.add_parser("probe", help="refusal at chosen harmful-prefix positions (base vs adapter)",
+                            description="Teacher-forced P(refusal) over every position of a harmful answer, "
+                            "and greedy continuations from chosen positions judged by the refusal detector.",
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="catalogue name, hub id or directory (default: the embedded model)")
+    p.add_argument("--adapter", help="a run directory (adapters.safetensors + adapter_config.json)")
+    p.add_argument("--question")
+    p.add_argument("--harmful-response")
+    p.add_argument("--data", help="safety triples jsonl")
+    p.add_argument("--limit", type=int, default=None, help="probe only the first N triples")
+    p.add_argument("--positions", default="0,5,10,20,40", help="comma-separated k (default 0,5,10,20,40)")
+    p.add_argument("--every", type=int, help="every N units instead of --positions")
+    p.add_argument("--unit", choices=("token", "word"), default="token")
+    p.add_argument("--max-tokens", type=int, default=32, help="tokens to decode at each position")
+    p.add_argument("--template", help="derta | derta-eval | chat | auto")
+    p.add_argument("--refusal", help="refusal-token rule (see `derta-mlx models show`)")
+    p.add_argument("--compare-base", action="store_true", help="also probe with the adapter off (one load)")
+    p.add_argument("--json", help="write every number here")
+    p.add_argument("--plot", help="write a PNG of the mean curve(s)")
+    p.add_argument("--show-text", action="store_true", help="print and save the continuations' text")
+    p.set_defaults(run=cmd_probe)
