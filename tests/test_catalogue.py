@@ -78,3 +78,24 @@ def test_cli_show_tiny_prints_refusal_ids(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "id 33386" in out.stdout and "19701" in out.stdout
     assert (tmp_path / "tiny-llama3" / "config.json").is_file()
+
+
+def test_embedded_default_converts_on_first_use_and_resolves_its_refusal(tmp_path):
+    env = {"DERTA_MLX_MODELS_DIR": str(tmp_path)}
+    out = run_cli("models", "show", "smollm2-135m-4bit", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "First use: converting" in out.stderr
+    assert "' sorry' id 22657" in out.stdout  # SmolLM2 splits " Sorry": auto falls back to " sorry"
+    assert (tmp_path / "smollm2-135m-4bit" / "model.safetensors").is_file()
+    listed = run_cli("models", "list", env=env)
+    assert any(line.startswith("smollm2-135m-4bit") and line.rstrip().endswith("yes")
+               for line in listed.stdout.splitlines())
+    two_tokens = run_cli("models", "show", "smollm2-135m-4bit", "--refusal", "space", env=env)
+    assert two_tokens.returncode == 2 and "2 tokens" in two_tokens.stderr
+
+
+def test_cli_convert_refuses_a_non_gguf_file(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("hello")
+    out = run_cli("models", "convert", "--gguf", str(fake), "--out", str(tmp_path / "out"))
+    assert out.returncode == 2 and "not a GGUF file" in out.stderr and not (tmp_path / "out").exists()
