@@ -40,7 +40,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_keys: Optional[List[str]] = None  # None = every linear layer of the block
     # optimisation
-    iters: int = 100
+    iters: int = 60
     batch_size: int = 4
     grad_accumulation_steps: int = 1
     learning_rate: float = 1e-4

@@ -210,6 +210,7 @@ def train(
                     "rto": window["rto"] / window["n_rto"] if window["n_rto"] else None,
                     "learning_rate": float(optimizer.learning_rate.item()),
                     "tokens_per_sec": window["tokens"] / max(elapsed, 1e-9),
+                    "seconds_per_step": elapsed / window["steps"],
                     "peak_memory_gb": mx.get_peak_memory() / 1e9,
                     "trained_tokens": tokens_total,
                 }

@@ -3,7 +3,6 @@
 import argparse
 import json
 import sys
-import time
 from dataclasses import asdict, fields, replace
 
 from ..config import TrainConfig, config_from_dict, load_config
@@ -85,17 +84,14 @@ class Progress:
     def __init__(self, stream=sys.stderr):
         self.stream = stream
         self.tty = stream.isatty()
-        self.start = time.perf_counter()
-        self.first_step = None
 
     def __call__(self, report) -> None:
         v = report.values
         if report.kind == "train":
-            if self.first_step is None:
-                self.first_step = (report.step, time.perf_counter())
             done = report.step / report.iters
             bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
-            eta = self._eta(report.step, report.iters)
+            seconds = int(v["seconds_per_step"] * (report.iters - report.step))
+            eta = f"{seconds // 60}:{seconds % 60:02d}"
             terms = " ".join(f"{k} {v[k]:.3f}" for k in ("mle", "rto") if v.get(k) is not None)
             line = (f"step {report.step}/{report.iters} [{bar}] loss {v['loss']:.3f} ({terms}) "
                     f"{v['tokens_per_sec']:.0f} tok/s peak {v['peak_memory_gb']:.2f} GB ETA {eta}")
@@ -105,16 +101,6 @@ class Progress:
                        f"(mle {v['val_mle']:.3f} rto {v['val_rto']:.3f})", keep=True)
         elif report.kind == "done" and self.tty:
             self.stream.write("\n")
-
-    def _eta(self, step, iters) -> str:
-        first, t0 = self.first_step
-        if step <= first:
-            elapsed = time.perf_counter() - self.start
-            per_step = elapsed / step
-        else:
-            per_step = (time.perf_counter() - t0) / (step - first)
-        seconds = int(per_step * (iters - step))
-        return f"{seconds // 60}:{seconds % 60:02d}"
 
     def _show(self, line: str, keep: bool = False) -> None:
         if self.tty:
@@ -136,7 +122,7 @@ def make_probe(notify):
         notify(f"Probing refusal {label} training on {len(prepared.probe_examples)} held-out questions...")
         examples = [ProbeExample(r.question, r.harmful_response, r.id) for r in prepared.probe_examples]
         ids = sorted({prepared.refusal.token_id, *[i for i, _ in prepared.refusal.variants]})
-        rows = refusal_by_prefix(model, tokenizer, prepared.template, examples, PROBE_POSITIONS, ids)
+        rows = refusal_by_prefix(model, tokenizer, prepared.template, examples, PROBE_POSITIONS, ids, max_tokens=16)
         result = [asdict(row) for row in rows]
         write_json(prepared.run_dir / f"probe_{label}.json", {"positions": list(PROBE_POSITIONS), "rows": result,
                                                               "refusal_ids": ids})
