@@ -45,23 +45,23 @@ def run(size: int, preload) -> dict:
 
 
 def main() -> None:
-    from derta_mlx.backend import find_openblas
+    from derta_mlx.backend import _CANDIDATES, _pypi_openblas
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "matmul.json"))
     args = parser.parse_args()
-    library = find_openblas()
-    results = {"size": args.size, "reference": run(args.size, None)}
-    if library:
-        results["openblas"] = run(args.size, library)
-        results["openblas_library"] = library
-    print(f"{'GFLOP/s, n=' + str(args.size):<16} {'bundled BLAS':>12} {'OpenBLAS':>10} {'ratio':>7}")
+    system = next((c for c in _CANDIDATES if Path(c).exists()), None)
+    variants = {"bundled BLAS": None, "PyPI OpenBLAS": _pypi_openblas(), "system OpenBLAS": system}
+    results = {"size": args.size, "libraries": variants, "gflops": {}}
+    for name, library in variants.items():
+        if name == "bundled BLAS" or library:
+            results["gflops"][name] = run(args.size, library)
+    names = list(results["gflops"])
+    print(f"{'GFLOP/s, n=' + str(args.size):<16}" + "".join(f"{n:>17}" for n in names) + "   best/bundled")
     for kind in ("float32", "4bit"):
-        ref = results["reference"][kind]
-        fast = results.get("openblas", {}).get(kind)
-        print(f"{kind:<16} {ref:>12.1f} {fast if fast else float('nan'):>10.1f} "
-              f"{(fast / ref) if fast else float('nan'):>6.1f}x")
+        values = [results["gflops"][n][kind] for n in names]
+        print(f"{kind:<16}" + "".join(f"{v:>17.1f}" for v in values) + f"   {max(values) / values[0]:>11.1f}x")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

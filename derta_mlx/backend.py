@@ -2,7 +2,8 @@
 
 MLX's Linux CPU wheel ships the reference BLAS (about 8 GFLOP/s float32 matmul on our 2-core
 machines); the system OpenBLAS (Debian: libopenblas0-pthread) interposed with LD_PRELOAD gives
-about 250 GFLOP/s on the same machine (bench/matmul numbers in the README). A shared library
+about 250 GFLOP/s on the same machine, and the OpenBLAS of the `cmeel-openblas` wheel (a pip
+dependency on Linux, so a fresh machine has it) about 45 (`python bench/matmul.py`). A shared library
 can only be preloaded before the process starts, so the CLI re-executes itself once with
 LD_PRELOAD set. Nothing changes on macOS, and DERTA_MLX_BLAS=reference turns it off.
 """
@@ -22,12 +23,27 @@ _CANDIDATES = (
 )
 
 
+def _pypi_openblas() -> Optional[str]:
+    """The OpenBLAS of the `cmeel-openblas` wheel (a Linux dependency), located without import."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("cmeel-openblas")
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(dist.locate_file("cmeel.prefix/lib/libopenblas.so.0"))
+    return str(path) if path.exists() else None
+
+
 def find_openblas() -> Optional[str]:
+    """The system OpenBLAS (fastest: runtime CPU dispatch), else the one from PyPI."""
     for candidate in _CANDIDATES:
         if Path(candidate).exists():
             return candidate
     name = ctypes.util.find_library("openblas")
-    return name if name and Path(name).is_absolute() else None
+    if name and Path(name).is_absolute():
+        return name
+    return _pypi_openblas()
 
 
 def openblas_preloaded() -> bool:
@@ -61,7 +77,8 @@ def describe() -> str:
     if not sys.platform.startswith("linux"):
         return "device: CPU"
     if openblas_preloaded():
-        return "device: CPU, BLAS: system OpenBLAS (preloaded)"
+        library = next(p for p in os.environ["LD_PRELOAD"].split(":") if "openblas" in p)
+        return f"device: CPU, BLAS: OpenBLAS ({library}, preloaded)"
     hint = "install libopenblas0-pthread for ~30x faster float32 matmul"
     if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference":
         hint = "DERTA_MLX_BLAS=reference"
