@@ -1,23 +1,54 @@
 """llama.cpp GGUF (LLaMA architecture) -> an mlx-lm model directory, keeping the quantisation.
 
-MLX reads GGUF itself (`mx.load(path, return_metadata=True)`): Q4_0, Q4_1 and Q8_0 blocks come
-back as MLX affine-quantised weight/scales/biases with group size 32, F16/F32 as arrays.
-This module renames the tensors to mlx-lm's names, undoes llama.cpp's q/k row permutation,
-writes config.json with the (per-layer) quantisation, and rebuilds a Hugging Face
-tokenizer.json from the GGUF vocabulary and merges. The result is written to a temporary
-sibling folder and renamed into place, so a failure leaves nothing behind.
+MLX reads GGUF itself (`mx.load(path, format="gguf", return_metadata=True)`):
+  Q4_0, Q4_1, Q8_0       -> MLX affine-quantised weight/scales/biases, group size 32, kept as is
+  F32, F16               -> plain arrays
+  BF16, Q2_K, Q4_K, Q6_K -> dequantised by MLX to float16 (the output is larger than the GGUF)
+  anything else          -> refused (MLX fails on some and silently drops others)
+This module checks the header first (architecture, tokenizer, tensor types) so that a file it
+cannot convert is refused before MLX reads gigabytes, renames the tensors to mlx-lm's names,
+undoes llama.cpp's q/k row permutation, writes config.json with the (per-layer) quantisation
+and rebuilds a Hugging Face tokenizer.json from the GGUF vocabulary: byte-level BPE ('gpt2')
+with llama.cpp's pre-tokenizer for the file's `tokenizer.ggml.pre`, or SentencePiece BPE
+('llama', LLaMA-2 and Mistral) from the scores. The result is written to a temporary sibling
+folder and renamed into place, so a failure leaves nothing behind. No pickles are written.
 """
 
 import json
+import mmap
 import os
+import secrets
 import shutil
+import struct
+import warnings
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import mlx.core as mx
+import numpy as np
 
-GGUF_GROUP = 32  # every block quantisation MLX reads from GGUF has 32 weights per block
+GGUF_GROUP = 32  # every block quantisation MLX keeps from GGUF has 32 weights per block
+
+GGML_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
+    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
+    17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS",
+    24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0",
+    35: "TQ2_0", 39: "MXFP4",
+}  # fmt: skip
+KEPT_TYPES = {"F32", "F16", "Q4_0", "Q4_1", "Q8_0"}
+DEQUANTISED_TYPES = {"BF16", "Q2_K", "Q4_K", "Q6_K"}  # MLX turns these into float16
+
+# GGUF metadata value types: fixed sizes, 8 = string, 9 = array.
+_VALUE_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_VALUE_FORMATS = {
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+}  # fmt: skip
+
+# llama.cpp's token types (tokenizer.ggml.token_type).
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 _LAYER_NAMES = {
     "attn_norm": "input_layernorm",
@@ -32,48 +63,199 @@ _LAYER_NAMES = {
 }
 _TOP_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 
+# Byte-level BPE pre-tokenizers by llama.cpp's `tokenizer.ggml.pre` name: the regexes llama.cpp
+# splits the text with, one after the other (both matches and the text between are kept), whether
+# a pre-token that is a whole vocabulary entry skips the merges, and whether BOS is added when
+# the file does not say.
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+TEKKEN_PATTERN = (  # Mistral-Nemo's tokenizer.json
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+    r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_DEFAULT_PATTERNS = (r"[\p{P}\$\+<=>\^~\|]+", GPT2_PATTERN, r"\p{N}+", r"[0-9][0-9][0-9]")
+
+
+@dataclass(frozen=True)
+class PreTokenizer:
+    patterns: tuple
+    ignore_merges: bool = False
+    add_bos: bool = False
+
+
+PRE_TOKENIZERS = {
+    **dict.fromkeys(("gpt-2", "gpt2", "phi-2", "mpt", "olmo", "jais"), PreTokenizer((GPT2_PATTERN,))),
+    **dict.fromkeys(  # every digit on its own, then GPT-2's split (SmolLM2, StarCoder)
+        ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"),
+        PreTokenizer((r"\p{N}", GPT2_PATTERN)),
+    ),
+    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3"), PreTokenizer((LLAMA3_PATTERN,), True, True)),
+    **dict.fromkeys(("dbrx", "smaug-bpe"), PreTokenizer((LLAMA3_PATTERN,))),
+    "tekken": PreTokenizer((TEKKEN_PATTERN,), True, True),
+    # No pre-tokenizer recorded (GGUFs from before May 2024): llama.cpp's fallback, with a warning.
+    "default": PreTokenizer(_DEFAULT_PATTERNS),
+}
+
 
 class GGUFError(ValueError):
     """A GGUF file that cannot be converted; the message names the file and the reason."""
 
 
-def _scalar(metadata: dict, key: str, path, default=None):
-    if key not in metadata:
-        if default is not None:
-            return default
-        raise GGUFError(f"{path}: metadata key {key!r} is missing")
-    value = metadata[key]
-    return value.item() if hasattr(value, "item") else value
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple  # GGUF order: the innermost (contiguous) dimension first
+    ggml_type: str
+
+
+@dataclass
+class GGUFHeader:
+    version: int
+    metadata: dict = field(default_factory=dict)  # scalars and strings only; arrays are skipped
+    tensors: list = field(default_factory=list)
+
+
+# --- header --------------------------------------------------------------------------------
+
+
+def read_header(path: Union[str, Path]) -> GGUFHeader:
+    """Parse a GGUF header (metadata scalars and the tensor table) without reading the tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise GGUFError(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise GGUFError(f"{path}: not a GGUF file (no 'GGUF' magic at the start)")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _parse_header(data, path)
+
+
+def _parse_header(data, path: Path) -> GGUFHeader:
+    pos = 4
+
+    def take(fmt: str):
+        nonlocal pos
+        size = struct.calcsize(fmt)
+        if pos + size > len(data):
+            raise GGUFError(f"{path}: the header is truncated (incomplete download or corrupt file)")
+        value = struct.unpack_from(fmt, data, pos)[0]
+        pos += size
+        return value
+
+    def string() -> str:
+        nonlocal pos
+        size = take("<Q")
+        if pos + size > len(data):
+            raise GGUFError(f"{path}: the header is truncated (incomplete download or corrupt file)")
+        raw = bytes(data[pos : pos + size])
+        pos += size
+        return raw.decode("utf-8", errors="replace")
+
+    def skip_array():
+        nonlocal pos
+        kind, count = take("<I"), take("<Q")
+        if kind in _VALUE_SIZES:
+            pos += _VALUE_SIZES[kind] * count
+        elif kind == 8:
+            for _ in range(count):
+                size = take("<Q")  # not `pos += take(...)`: that adds to the old pos
+                pos += size
+        elif kind == 9:
+            for _ in range(count):
+                skip_array()
+        else:
+            raise GGUFError(f"{path}: corrupt header (unknown metadata value type {kind})")
+        if pos > len(data):
+            raise GGUFError(f"{path}: the header is truncated (incomplete download or corrupt file)")
+
+    version = take("<I")
+    if version >= 1 << 16:
+        raise GGUFError(f"{path}: big-endian GGUF files are not supported")
+    if version not in (2, 3):
+        raise GGUFError(f"{path}: GGUF version {version} is not supported (only 2 and 3)")
+    header = GGUFHeader(version)
+    n_tensors, n_kv = take("<Q"), take("<Q")
+    for _ in range(n_kv):
+        key, kind = string(), take("<I")
+        if kind in _VALUE_FORMATS:
+            header.metadata[key] = take(_VALUE_FORMATS[kind])
+        elif kind == 8:
+            header.metadata[key] = string()
+        elif kind == 9:
+            skip_array()
+        else:
+            raise GGUFError(f"{path}: corrupt header (unknown metadata value type {kind} for {key!r})")
+    for _ in range(n_tensors):
+        name, n_dims = string(), take("<I")
+        if n_dims > 4:
+            raise GGUFError(f"{path}: corrupt header (tensor {name!r} has {n_dims} dimensions)")
+        shape = tuple(take("<Q") for _ in range(n_dims))
+        kind = take("<I")
+        take("<Q")  # offset into the data section; MLX checks it against the file size
+        header.tensors.append(TensorInfo(name, shape, GGML_TYPES.get(kind, f"type {kind}")))
+    return header
+
+
+def _check_tensor_types(header: GGUFHeader, path: Path) -> None:
+    by_type = {}
+    for info in header.tensors:
+        by_type.setdefault(info.ggml_type, []).append(info.name)
+    unsupported = sorted(set(by_type) - KEPT_TYPES - DEQUANTISED_TYPES)
+    if unsupported:
+        found = "; ".join(f"{t} ({len(by_type[t])} tensors, e.g. {by_type[t][0]})" for t in unsupported)
+        raise GGUFError(
+            f"{path}: MLX cannot read the quantisation {found}. Supported: Q4_0, Q4_1 and Q8_0 (kept "
+            "quantised), F16, F32, and BF16, Q2_K, Q4_K, Q6_K (loaded as float16). Re-quantise with "
+            "llama.cpp's llama-quantize to Q4_0 or Q8_0, or convert the original Hugging Face weights "
+            "with mlx_lm.convert."
+        )
+    dequantised = sorted(set(by_type) & DEQUANTISED_TYPES)
+    if dequantised:
+        count = sum(len(by_type[t]) for t in dequantised)
+        warnings.warn(
+            f"{path}: {count} tensors in {', '.join(dequantised)} are dequantised to float16 by MLX; "
+            "the converted model is larger than the GGUF file",
+            stacklevel=3,
+        )
+
+
+# --- weights -------------------------------------------------------------------------------
 
 
 def unpermute_rows(array: mx.array, n_head: int) -> mx.array:
-    """Invert llama.cpp's permutation of q/k rows (it interleaves the two rotary halves)."""
-    rows = array.shape[0]
-    rest = array.shape[1:]
+    """Invert llama.cpp's permutation of q/k rows.
+
+    llama.cpp's converter interleaves the two rotary halves of every head (its rope rotates
+    adjacent pairs); mlx-lm's LLaMA rotates halves, as Hugging Face does. Works on weights, on
+    the rows of quantised weights, scales and biases, and on 1-D bias vectors alike.
+    """
+    rows, rest = array.shape[0], array.shape[1:]
     return array.reshape(n_head, rows // n_head // 2, 2, *rest).swapaxes(1, 2).reshape(rows, *rest)
 
 
 def permute_rows(array: mx.array, n_head: int) -> mx.array:
-    """llama.cpp's permutation itself (used by the tests to check the inverse)."""
-    rows = array.shape[0]
-    rest = array.shape[1:]
+    """llama.cpp's permutation itself (convert_hf_to_gguf.py's `permute`), for the tests."""
+    rows, rest = array.shape[0], array.shape[1:]
     return array.reshape(n_head, 2, rows // n_head // 2, *rest).swapaxes(1, 2).reshape(rows, *rest)
 
 
-def _mlx_name(name: str, path) -> str:
+def _mlx_name(name: str, path: Path) -> str:
     base, _, leaf = name.rpartition(".")
     if base.startswith("blk."):
         _, index, kind = base.split(".", 2)
-        if kind not in _LAYER_NAMES:
-            raise GGUFError(f"{path}: unexpected tensor {name!r} for a LLaMA model")
-        return f"model.layers.{index}.{_LAYER_NAMES[kind]}.{leaf}"
-    if base not in _TOP_NAMES:
-        raise GGUFError(f"{path}: unexpected tensor {name!r} for a LLaMA model")
-    return f"{_TOP_NAMES[base]}.{leaf}"
+        if kind in _LAYER_NAMES:
+            return f"model.layers.{index}.{_LAYER_NAMES[kind]}.{leaf}"
+    elif base in _TOP_NAMES:
+        return f"{_TOP_NAMES[base]}.{leaf}"
+    raise GGUFError(f"{path}: unexpected tensor {name!r} for a LLaMA model")
 
 
 def _quantisation(weights: dict) -> dict:
-    """mlx-lm's `quantization` config: the common bits, and the layers that differ."""
+    """mlx-lm's `quantization` config: the most common bits, and the layers that differ."""
     bits_of = {}
     for name, scales in weights.items():
         if name.endswith(".scales"):
@@ -90,116 +272,374 @@ def _quantisation(weights: dict) -> dict:
     return config
 
 
-def _tokenizer_files(metadata: dict, path) -> dict:
-    """tokenizer.json, tokenizer_config.json and special_tokens_map.json from the GGUF vocab."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+def _llama3_factors(base: float, dims: int, factor: float, low: float, high: float, old: int) -> np.ndarray:
+    """The per-frequency divisors of LLaMA-3.1's rope scaling (what llama.cpp stores in rope_freqs)."""
+    wavelen = 2 * np.pi * base ** (np.arange(0, dims, 2) / dims)
+    smooth = (old / wavelen - low) / (high - low)
+    medium = 1 / ((1 - smooth) / factor + smooth)
+    return np.where(wavelen < old / high, 1.0, np.where(wavelen > old / low, factor, medium))
 
-    kind = _scalar(metadata, "tokenizer.ggml.model", path)
-    if kind != "gpt2":
-        raise GGUFError(f"{path}: tokenizer model {kind!r} is not supported (only byte-level BPE, 'gpt2')")
-    tokens = list(metadata["tokenizer.ggml.tokens"])
-    merges = [tuple(m.split(" ", 1)) for m in metadata.get("tokenizer.ggml.merges", [])]
-    token_types = metadata.get("tokenizer.ggml.token_type")
-    types = token_types.tolist() if token_types is not None else [1] * len(tokens)
-    vocab = {token: i for i, token in enumerate(tokens)}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    pre = _scalar(metadata, "tokenizer.ggml.pre", path, default="default")
-    if pre in ("smollm", "starcoder", "refact", "codeshell"):
-        # llama.cpp splits every digit on its own before the GPT-2 regex for these.
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-    elif pre in ("gpt2", "default"):
-        tokenizer.pre_tokenizer = byte_level
+
+def _rope_scaling(metadata: dict, rope_freqs: Optional[mx.array], base: float, dims: int, path: Path):
+    """rope_scaling for config.json: linear from the metadata, or LLaMA-3.1's from rope_freqs.
+
+    GGUF keeps LLaMA-3.1's scaling only as the tensor of divisors, not its parameters, so the
+    parameters are found by trying the published ones and keeping those that reproduce it.
+    """
+    kind = _value(metadata, "llama.rope.scaling.type", path, default="none")
+    if kind == "linear":
+        return {"type": "linear", "factor": float(_value(metadata, "llama.rope.scaling.factor", path))}
+    if kind != "none":
+        raise GGUFError(f"{path}: rope scaling {kind!r} is not supported (only linear and LLaMA-3's)")
+    if rope_freqs is None:
+        return None
+    factors = np.array(rope_freqs.astype(mx.float32))
+    if factors.shape != (dims // 2,):
+        raise GGUFError(f"{path}: rope_freqs.weight has shape {factors.shape}, expected ({dims // 2},)")
+    if np.allclose(factors, 1.0):
+        return None
+    factor = float(factors.max())
+    for old in (8192, 4096, 2048, 16384, 32768, 65536, 131072):
+        for low in (1.0, 2.0, 0.5):
+            for high in (4.0, 2.0, 8.0, 1.0):
+                candidate = _llama3_factors(base, dims, factor, low, high, old) if high > low else None
+                if candidate is not None and np.allclose(candidate, factors, rtol=1e-3):
+                    return {"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                            "high_freq_factor": high, "original_max_position_embeddings": old}  # fmt: skip
+    raise GGUFError(f"{path}: rope_freqs.weight does not match LLaMA-3's rope scaling; it is not supported")
+
+
+def _value(metadata: dict, key: str, path: Path, default=None):
+    """A scalar metadata value as a Python value (MLX gives numbers as 0-d arrays)."""
+    if key not in metadata:
+        if default is not None:
+            return default
+        raise GGUFError(f"{path}: metadata key {key!r} is missing")
+    value = metadata[key]
+    if isinstance(value, mx.array):
+        if value.ndim:
+            values = set(value.tolist())
+            if len(values) != 1:
+                raise GGUFError(f"{path}: {key} differs between layers ({sorted(values)}); not supported")
+            return values.pop()
+        if value.dtype == mx.float32:  # 1e-5, not 9.999999747378752e-06, in config.json
+            return float(str(np.float32(value.item())))
+        return value.item()
+    return value
+
+
+# --- tokenizer -----------------------------------------------------------------------------
+
+
+def _token_types(metadata: dict, n_tokens: int) -> list:
+    types = metadata.get("tokenizer.ggml.token_type")
+    return types.tolist() if types is not None else [NORMAL] * n_tokens
+
+
+def _byte_level_model(metadata: dict, tokens: list, path: Path):
+    from tokenizers import Regex, decoders, models, pre_tokenizers
+
+    name = metadata.get("tokenizer.ggml.pre", "default")
+    if name not in PRE_TOKENIZERS:
+        known = ", ".join(sorted(PRE_TOKENIZERS))
+        raise GGUFError(f"{path}: pre-tokenizer {name!r} is not supported (supported: {known})")
+    pre = PRE_TOKENIZERS[name]
+    if pre.patterns == (GPT2_PATTERN,):  # ByteLevel's own regex is GPT-2's
+        pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    elif pre.patterns == (r"\p{N}", GPT2_PATTERN):  # as SmolLM2's own tokenizer.json says it
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     else:
-        raise GGUFError(f"{path}: pre-tokenizer {pre!r} is not supported (supported: smollm, starcoder, gpt2)")
-    tokenizer.decoder = decoders.ByteLevel()
-    specials = [tokens[i] for i, t in enumerate(types) if t == 3]  # CONTROL tokens
-    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+        splits = [pre_tokenizers.Split(Regex(p), behavior="isolated") for p in pre.patterns]
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        pre_tokenizer = pre_tokenizers.Sequence([*splits, byte_level])
+    vocab = {}
+    for i, token in enumerate(tokens):
+        vocab.setdefault(token, i)
+    merges = [tuple(m.split(" ", 1)) for m in metadata.get("tokenizer.ggml.merges", [])]
+    model = models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges)
+    return model, None, pre_tokenizer, decoders.ByteLevel(), pre.add_bos
 
-    def token(key):
+
+def _sentencepiece_model(metadata: dict, tokens: list, types: list, unk: Optional[str], path: Path):
+    from tokenizers import decoders, models, normalizers
+
+    if "tokenizer.ggml.scores" not in metadata:
+        raise GGUFError(f"{path}: a SentencePiece ('llama') vocabulary without tokenizer.ggml.scores")
+    scores = np.array(metadata["tokenizer.ggml.scores"].astype(mx.float32))
+    vocab = {}
+    for i, token in enumerate(tokens):
+        vocab.setdefault(token, i)
+    # SentencePiece BPE merges the adjacent pair whose concatenation scores highest; only normal
+    # pieces take part. Every split of every piece, ranked by the piece's score, gives BPE the
+    # same priorities.
+    normal = {token: i for i, token in enumerate(tokens) if types[i] == NORMAL}
+    ranked = []
+    for piece, i in normal.items():
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in normal and right in normal:
+                ranked.append((-scores[i], i, left, right))
+    ranked.sort()
+    model = models.BPE(
+        vocab=vocab, merges=[(left, right) for _, _, left, right in ranked],
+        unk_token=unk, fuse_unk=True, byte_fallback=True,
+    )  # fmt: skip
+    # llama.cpp replaces spaces by "▁" and, with add_space_prefix (default on), puts one before
+    # the text and after every special token: the "legacy" normaliser of LLaMA-2's tokenizer.json.
+    prefix = bool(_value(metadata, "tokenizer.ggml.add_space_prefix", path, default=True))
+    steps = [normalizers.Prepend("▁")] if prefix else []
+    normalizer = normalizers.Sequence([*steps, normalizers.Replace(" ", "▁")])
+    decode = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    decoder = decoders.Sequence(decode + ([decoders.Strip(" ", 1, 0)] if prefix else []))
+    return model, normalizer, None, decoder, True  # llama.cpp adds BOS for SentencePiece by default
+
+
+def build_tokenizer(metadata: dict, path: Union[str, Path] = "<gguf>"):
+    """A `tokenizers.Tokenizer` and its tokenizer_config.json dict from GGUF metadata."""
+    from tokenizers import AddedToken, Tokenizer, processors
+
+    path = Path(path)
+    kind = _value(metadata, "tokenizer.ggml.model", path)
+    if "tokenizer.ggml.tokens" not in metadata:
+        raise GGUFError(f"{path}: the GGUF has no vocabulary (tokenizer.ggml.tokens)")
+    tokens = list(metadata["tokenizer.ggml.tokens"])
+    types = _token_types(metadata, len(tokens))
+
+    def token(key: str) -> Optional[str]:
         index = metadata.get(f"tokenizer.ggml.{key}_token_id")
-        return tokens[int(index.item())] if index is not None else None
+        if index is None:
+            return None
+        index = int(index.item() if isinstance(index, mx.array) else index)
+        if not 0 <= index < len(tokens):
+            raise GGUFError(f"{path}: tokenizer.ggml.{key}_token_id {index} is outside the vocabulary")
+        return tokens[index]
 
-    special_map = {k: v for k, v in (("bos_token", token("bos")), ("eos_token", token("eos")),
-                                     ("unk_token", token("unknown")), ("pad_token", token("padding"))) if v}
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        **special_map,
-        "add_bos_token": bool(_scalar(metadata, "tokenizer.ggml.add_bos_token", path, default=False)),
-        "add_eos_token": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": int(_scalar(metadata, "llama.context_length", path, default=2048)),
-    }
+    bos, eos, unk, pad = token("bos"), token("eos"), token("unknown"), token("padding")
+    if kind == "gpt2":
+        model, normalizer, pre_tokenizer, decoder, default_bos = _byte_level_model(metadata, tokens, path)
+    elif kind == "llama":
+        parts = _sentencepiece_model(metadata, tokens, types, unk, path)
+        model, normalizer, pre_tokenizer, decoder, default_bos = parts
+    else:
+        raise GGUFError(
+            f"{path}: tokenizer model {kind!r} is not supported (only 'gpt2', byte-level BPE, and "
+            "'llama', SentencePiece BPE)"
+        )
+
+    tokenizer = Tokenizer(model)
+    if normalizer is not None:
+        tokenizer.normalizer = normalizer
+    if pre_tokenizer is not None:
+        tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoder
+    # Control and unknown tokens are special (matched in text, skipped by decode(skip_special_tokens));
+    # user-defined ones are matched whole in text, as llama.cpp does, but are ordinary text.
+    specials = [t for t, k in zip(tokens, types) if k in (CONTROL, UNKNOWN)]
+    user = [t for t, k in zip(tokens, types) if k == USER_DEFINED]
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in user])
+
+    # transformers 5 ignores add_bos_token for PreTrainedTokenizerFast: BOS/EOS must be added
+    # by the tokenizer.json post-processor to be added at all.
+    add_bos = bool(_value(metadata, "tokenizer.ggml.add_bos_token", path, default=default_bos)) and bos is not None
+    add_eos = bool(_value(metadata, "tokenizer.ggml.add_eos_token", path, default=False)) and eos is not None
+    steps = [processors.ByteLevel(trim_offsets=False)] if kind == "gpt2" else []
+    if add_bos or add_eos:
+        single = " ".join([bos] * add_bos + ["$A"] + [eos] * add_eos)
+        pair = " ".join([single, *([bos] * add_bos), "$B", *([eos] * add_eos)])
+        ids = [(t, tokenizer.token_to_id(t)) for t in dict.fromkeys([bos] * add_bos + [eos] * add_eos)]
+        steps.append(processors.TemplateProcessing(single=single, pair=pair, special_tokens=ids))
+    if steps:
+        tokenizer.post_processor = processors.Sequence(steps)
+
+    config = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    for key, value in (("bos_token", bos), ("eos_token", eos), ("unk_token", unk), ("pad_token", pad)):
+        if value is not None:
+            config[key] = value
+    config.update(
+        add_bos_token=add_bos,
+        add_eos_token=add_eos,
+        clean_up_tokenization_spaces=False,
+        model_max_length=int(_value(metadata, "llama.context_length", path, default=2048)),
+    )
     if "tokenizer.chat_template" in metadata:
         config["chat_template"] = metadata["tokenizer.chat_template"]
-    return {"tokenizer.json": tokenizer.to_str(), "tokenizer_config.json": json.dumps(config, indent=2),
-            "special_tokens_map.json": json.dumps(special_map, indent=2)}
+    return tokenizer, config
 
 
-def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, overwrite: bool = False) -> Path:
-    path, out_dir = Path(gguf_path), Path(out_dir)
-    if not path.is_file():
-        raise GGUFError(f"{path}: no such file")
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"GGUF":
-            raise GGUFError(f"{path}: not a GGUF file (no 'GGUF' magic at the start)")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise GGUFError(f"{out_dir} already exists and is not empty (use --overwrite to replace it)")
-    try:
-        weights, metadata = mx.load(str(path), return_metadata=True)
-    except Exception as exc:  # MLX raises several types for truncated or unsupported files
-        raise GGUFError(f"{path}: cannot read it as GGUF: {exc}") from None
-    arch = _scalar(metadata, "general.architecture", path)
-    if arch != "llama":
-        raise GGUFError(f"{path}: architecture {arch!r} is not supported (only 'llama': LLaMA, Mistral, SmolLM)")
+# --- conversion ----------------------------------------------------------------------------
 
-    n_head = int(_scalar(metadata, "llama.attention.head_count", path))
-    n_kv = int(_scalar(metadata, "llama.attention.head_count_kv", path, default=n_head))
-    hidden = int(_scalar(metadata, "llama.embedding_length", path))
+
+def _check_out_dir(out_dir: Path, overwrite: bool, gguf_path: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GGUFError(f"{out_dir} exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise GGUFError(f"{out_dir} already exists and is not empty (use --overwrite to replace it)")
+        if gguf_path.resolve().is_relative_to(out_dir.resolve()):
+            raise GGUFError(f"{out_dir} holds {gguf_path.name}; replacing it would delete the GGUF file")
+
+
+def _heads(metadata: dict, path: Path) -> tuple:
+    """(query heads, key/value heads, head size) from the llama.* metadata."""
+    n_head = int(_value(metadata, "llama.attention.head_count", path))
+    n_kv = int(_value(metadata, "llama.attention.head_count_kv", path, default=n_head))
+    hidden = int(_value(metadata, "llama.embedding_length", path))
+    return n_head, n_kv, int(_value(metadata, "llama.attention.key_length", path, default=hidden // n_head))
+
+
+def _config(metadata: dict, weights: dict, path: Path) -> dict:
+    n_head, n_kv, head_dim = _heads(metadata, path)
+    hidden = int(_value(metadata, "llama.embedding_length", path))
+    if int(_value(metadata, "llama.attention.value_length", path, default=head_dim)) != head_dim:
+        raise GGUFError(f"{path}: key and value head sizes differ; not supported")
+    if int(_value(metadata, "llama.rope.dimension_count", path, default=head_dim)) != head_dim:
+        raise GGUFError(f"{path}: rope over part of each head is not supported")
+    layers = int(_value(metadata, "llama.block_count", path))
+    base = float(_value(metadata, "llama.rope.freq_base", path, default=10000.0))
+    eos = []
+    for key in ("eos", "eot", "eom"):  # LLaMA-3 instruct ends turns with <|eot_id|> (and <|eom_id|>)
+        index = metadata.get(f"tokenizer.ggml.{key}_token_id")
+        if index is not None and int(index.item()) not in eos:
+            eos.append(int(index.item()))
+    embed = weights["model.embed_tokens.weight"]
+    config = {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "intermediate_size": int(_value(metadata, "llama.feed_forward_length", path)),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv,
+        "head_dim": head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": float(_value(metadata, "llama.attention.layer_norm_rms_epsilon", path)),
+        "rope_theta": base,
+        "rope_scaling": _rope_scaling(metadata, weights.get("rope_freqs.weight"), base, head_dim, path),
+        "max_position_embeddings": int(_value(metadata, "llama.context_length", path, default=2048)),
+        "vocab_size": embed.shape[0],
+        "tie_word_embeddings": "lm_head.weight" not in weights,
+        "attention_bias": any(".self_attn." in k and k.endswith(".bias") for k in weights),
+        "mlp_bias": any(".mlp." in k and k.endswith(".bias") for k in weights),
+    }
+    if "tokenizer.ggml.bos_token_id" in metadata:
+        config["bos_token_id"] = int(metadata["tokenizer.ggml.bos_token_id"].item())
+    if eos:
+        config["eos_token_id"] = eos[0] if len(eos) == 1 else eos
+    if config["rope_scaling"] is None:
+        del config["rope_scaling"]
+    return config
+
+
+def _check_shapes(header: GGUFHeader, metadata: dict, path: Path) -> None:
+    """Every tensor a LLaMA needs, each with the shape the llama.* metadata implies."""
+    n_head, n_kv, head_dim = _heads(metadata, path)
+    hidden = int(_value(metadata, "llama.embedding_length", path))
+    ffn = int(_value(metadata, "llama.feed_forward_length", path))
+    vocab = len(metadata.get("tokenizer.ggml.tokens", [])) or None
+    q, kv = n_head * head_dim, n_kv * head_dim
+    # (rows, columns); None where any size will do. GGUF lists the dimensions the other way.
+    layer = {"attn_norm": (hidden,), "attn_q": (q, hidden), "attn_k": (kv, hidden), "attn_v": (kv, hidden),
+             "attn_output": (hidden, q), "ffn_norm": (hidden,), "ffn_gate": (ffn, hidden),
+             "ffn_up": (ffn, hidden), "ffn_down": (hidden, ffn)}  # fmt: skip
+    expected = {"token_embd.weight": (vocab, hidden), "output_norm.weight": (hidden,),
+                "output.weight": (vocab, hidden), "rope_freqs.weight": (head_dim // 2,)}  # fmt: skip
+    for i in range(int(_value(metadata, "llama.block_count", path))):
+        for kind, shape in layer.items():
+            expected[f"blk.{i}.{kind}.weight"] = shape
+            expected[f"blk.{i}.{kind}.bias"] = shape[:1]
+    found = {t.name: t.shape[::-1] for t in header.tensors}
+    for name, shape in found.items():
+        if name not in expected:
+            raise GGUFError(f"{path}: unexpected tensor {name!r} for a LLaMA model of this size")
+        want = expected[name]
+        if len(shape) != len(want) or any(w is not None and w != s for w, s in zip(want, shape)):
+            raise GGUFError(f"{path}: tensor {name} has shape {shape}, expected {tuple(w or '?' for w in want)}")
+    optional = ("output.weight", "rope_freqs.weight")
+    missing = [n for n in expected if n.endswith(".weight") and n not in found and n not in optional]
+    if missing:
+        raise GGUFError(f"{path}: tensors are missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+
+
+def _convert_weights(weights: dict, metadata: dict, path: Path) -> dict:
+    """mlx-lm's names, and q/k rows back in Hugging Face's order."""
+    n_head, n_kv, _ = _heads(metadata, path)
     converted = {}
     for name, array in weights.items():
+        if name == "rope_freqs.weight":  # LLaMA-3.1's rope scaling; it goes into config.json
+            converted[name] = array
+            continue
         target = _mlx_name(name, path)
         if ".self_attn.q_proj." in target:
             array = unpermute_rows(array, n_head)
         elif ".self_attn.k_proj." in target:
             array = unpermute_rows(array, n_kv)
         converted[target] = array
-    vocab = len(metadata["tokenizer.ggml.tokens"])
-    config = {
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
-        "hidden_size": hidden,
-        "num_hidden_layers": int(_scalar(metadata, "llama.block_count", path)),
-        "intermediate_size": int(_scalar(metadata, "llama.feed_forward_length", path)),
-        "num_attention_heads": n_head,
-        "num_key_value_heads": n_kv,
-        "head_dim": int(_scalar(metadata, "llama.rope.dimension_count", path, default=hidden // n_head)),
-        "rms_norm_eps": float(_scalar(metadata, "llama.attention.layer_norm_rms_epsilon", path)),
-        "rope_theta": float(_scalar(metadata, "llama.rope.freq_base", path, default=10000.0)),
-        "max_position_embeddings": int(_scalar(metadata, "llama.context_length", path, default=2048)),
-        "vocab_size": int(_scalar(metadata, "llama.vocab_size", path, default=vocab)),
-        "tie_word_embeddings": "lm_head.weight" not in converted,
-        "bos_token_id": int(_scalar(metadata, "tokenizer.ggml.bos_token_id", path, default=1)),
-        "eos_token_id": int(_scalar(metadata, "tokenizer.ggml.eos_token_id", path, default=2)),
-    }
-    quantization = _quantisation(converted)
+    return converted
+
+
+def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, overwrite: bool = False) -> Path:
+    """Convert a LLaMA-architecture GGUF into an mlx-lm model directory at out_dir; return out_dir.
+
+    Raises GGUFError, naming the file and the reason, for anything it cannot convert. out_dir
+    must not exist or be empty unless overwrite; it is replaced only once the new one is complete.
+    """
+    path, out_dir = Path(gguf_path), Path(out_dir)
+    target = out_dir.absolute()  # so that "." or "models/x/" have a name to put a sibling beside
+    header = read_header(path)
+    _check_out_dir(target, overwrite, path)
+    arch = header.metadata.get("general.architecture")
+    if arch != "llama":
+        raise GGUFError(f"{path}: architecture {arch!r} is not supported (only 'llama': LLaMA, Mistral, SmolLM)")
+    if int(header.metadata.get("llama.expert_count", 0)) > 0:
+        raise GGUFError(f"{path}: mixture-of-experts LLaMA models (Mixtral) are not supported")
+    kind = header.metadata.get("tokenizer.ggml.model")
+    if kind is None:
+        raise GGUFError(f"{path}: the file has no tokenizer (no tokenizer.ggml.model)")
+    if kind not in ("gpt2", "llama"):
+        raise GGUFError(f"{path}: tokenizer model {kind!r} is not supported (only 'gpt2' and 'llama')")
+    _check_tensor_types(header, path)
+
+    try:
+        weights, metadata = mx.load(str(path), format="gguf", return_metadata=True)
+    except Exception as exc:  # MLX raises RuntimeError/ValueError for truncated or odd files
+        raise GGUFError(f"{path}: cannot read it as GGUF: {exc}") from None
+    missing = sorted({t.name for t in header.tensors} - set(weights))
+    if missing:  # MLX skips tensors of types it does not know; never convert half a model
+        raise GGUFError(f"{path}: MLX did not load the tensors {missing[:5]}")
+
+    _check_shapes(header, metadata, path)
+    weights = _convert_weights(weights, metadata, path)
+    config = _config(metadata, weights, path)
+    weights.pop("rope_freqs.weight", None)
+    quantization = _quantisation(weights)
     if quantization:
         config["quantization"] = quantization
         config["quantization_config"] = quantization
-    files = _tokenizer_files(metadata, path)
+    tokenizer, tokenizer_config = build_tokenizer(metadata, path)
+    special_map = {k: v for k, v in tokenizer_config.items() if k.endswith("_token") and isinstance(v, str)}
+    generation = {k: config[k] for k in ("bos_token_id", "eos_token_id") if k in config}
 
-    tmp = out_dir.with_name(f".{out_dir.name}.converting-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.converting-{os.getpid()}-{secrets.token_hex(4)}")
+    old = target.with_name(f".{target.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp.mkdir()
     try:
-        mx.save_safetensors(str(tmp / "model.safetensors"), converted, metadata={"format": "mlx"})
+        mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "mlx"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        for name, text in files.items():
-            (tmp / name).write_text(text)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+        (tmp / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
+        _check_out_dir(target, overwrite, path)  # again: something may have appeared meanwhile
+        if target.exists():
+            os.replace(target, old)  # moved aside, not deleted, until the new one is in place
+        os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not target.exists():
+            os.replace(old, target)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return out_dir
