@@ -1,9 +1,10 @@
 """Probing refusal inside a harmful answer (the quantity DeRTa trains).
 
-  refusal_curve      teacher-forced: one forward pass over prompt + harmful response gives
-                     P(refusal token | q, r_<t) at every position t.
-  continue_from      continuation: prompt + the first k harmful tokens, decode greedily,
-                     and ask the refusal detector whether the continuation refuses.
+  refusal_curves   teacher-forced: one forward pass over prompt + harmful response gives
+                   P(refusal token | q, first k harmful tokens) for every k (batched).
+  probe_examples   continuation: prompt + the first k harmful units (tokens or words), decoded
+                   greedily and judged by the refusal detector, next to the curve's value at k.
+  summarise        refusal rate and mean P(refusal) per position over many examples.
 
 Functions take a loaded model and tokenizer and return plain dataclasses; nothing prints.
 """
@@ -14,6 +15,7 @@ from typing import List, Sequence
 import mlx.core as mx
 import numpy as np
 
+from .data.prefix import word_ends
 from .detector import detect_refusal
 from .segments import continuation_ids, prompt_ids
 from .templates import Template
@@ -27,18 +29,34 @@ class ProbeExample:
 
 
 @dataclass(frozen=True)
-class Continuation:
-    example_id: str
-    k: int  # harmful tokens given before decoding
-    text: str
-    refuses: bool
-    refusal_char: int  # -1 when it does not refuse
-
-
-@dataclass(frozen=True)
 class Curve:
     example_id: str
     p_refusal: np.ndarray  # (|r|+1,): [k] = P(any refusal token | q, first k harmful tokens)
+
+
+@dataclass(frozen=True)
+class PositionResult:
+    position: int  # k in the requested unit
+    tokens: int  # harmful tokens given (k in tokens, clipped to the response)
+    p_refusal: float  # teacher-forced P(refusal) at that point
+    refuses: bool  # does the greedy continuation refuse?
+    text: str  # the continuation
+    refusal_char: int  # where the refusal starts in `text`, -1 if it does not refuse
+
+
+@dataclass(frozen=True)
+class ExampleProbe:
+    id: str
+    curve: np.ndarray
+    positions: List[PositionResult]
+
+
+@dataclass(frozen=True)
+class PositionSummary:
+    position: int
+    refusal_rate: float
+    mean_p_refusal: float
+    n: int
 
 
 def example_ids(tokenizer, template: Template, example: ProbeExample):
@@ -46,70 +64,6 @@ def example_ids(tokenizer, template: Template, example: ProbeExample):
     prompt = prompt_ids(tokenizer, template.prompt(example.question, tokenizer))
     harmful = continuation_ids(tokenizer, template.response_lead + example.harmful_response)
     return prompt, harmful
-
-
-def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, refusal_ids: Sequence[int]) -> Curve:
-    prompt, harmful = example_ids(tokenizer, template, example)
-    inputs = mx.array([prompt + harmful])
-    logits = model(inputs)[0, len(prompt) - 1 :].astype(mx.float32)
-    probs = mx.softmax(logits, axis=-1)[:, list(refusal_ids)].sum(axis=-1)
-    return Curve(example.id, np.array(probs))
-
-
-def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32) -> List[str]:
-    """Greedy continuations of many prompts, batched by mlx-lm's batch_generate."""
-    from mlx_lm.generate import batch_generate
-
-    if not prompts:
-        return []
-    return batch_generate(model, tokenizer, prompts, max_tokens=max_tokens).texts
-
-
-def _continuation(example_id: str, k: int, text: str) -> Continuation:
-    verdict = detect_refusal(text)
-    return Continuation(example_id, k, text, verdict.refuses, verdict.start if verdict.refuses else -1)
-
-
-def continue_from(model, tokenizer, template: Template, example: ProbeExample, positions: Sequence[int],
-                  max_tokens: int = 32) -> List[Continuation]:
-    """Continuations after the first k harmful tokens, for each k (clipped to the response)."""
-    prompt, harmful = example_ids(tokenizer, template, example)
-    ks = [min(k, len(harmful)) for k in positions]
-    texts = continue_many(model, tokenizer, [prompt + harmful[:k] for k in ks], max_tokens)
-    return [_continuation(example.id, k, text) for k, text in zip(ks, texts)]
-
-
-@dataclass(frozen=True)
-class PrefixRow:
-    k: int
-    refusal_rate: float  # share of continuations that refuse
-    mean_p_refusal: float  # teacher-forced P(refusal token) after k harmful tokens
-    n: int
-
-
-def refusal_by_prefix(model, tokenizer, template: Template, examples: Sequence[ProbeExample],
-                      positions: Sequence[int], refusal_ids: Sequence[int], max_tokens: int = 24):
-    """Refusal rate of greedy continuations and mean teacher-forced P(refusal), per k.
-
-    k is clipped to each response's length, so a short response counts at its end.
-    """
-    model.eval()
-    prompts, clipped = [], []
-    curves = [c.p_refusal for c in refusal_curves(model, tokenizer, template, examples, refusal_ids)]
-    for example in examples:
-        prompt, harmful = example_ids(tokenizer, template, example)
-        for k in positions:
-            clipped.append(min(k, len(harmful)))
-            prompts.append(prompt + harmful[: clipped[-1]])
-    texts = iter(continue_many(model, tokenizer, prompts, max_tokens))
-    refuses = {k: [] for k in positions}
-    probs = {k: [] for k in positions}
-    kept = iter(clipped)
-    for curve in curves:
-        for k in positions:
-            refuses[k].append(detect_refusal(next(texts)).refuses)
-            probs[k].append(float(curve[next(kept)]))
-    return [PrefixRow(k, float(np.mean(refuses[k])), float(np.mean(probs[k])), len(probs[k])) for k in positions]
 
 
 def refusal_curves(model, tokenizer, template: Template, examples: Sequence[ProbeExample],
@@ -124,11 +78,70 @@ def refusal_curves(model, tokenizer, template: Template, examples: Sequence[Prob
         batch = np.zeros((len(chunk), width), dtype=np.int32)
         for row, (p, h) in enumerate(pairs):
             batch[row, : len(p) + len(h)] = p + h
-        probs = mx.softmax(model(mx.array(batch)).astype(mx.float32), axis=-1)[..., ids].sum(axis=-1)
-        probs = np.array(probs)
+        probs = np.array(mx.softmax(model(mx.array(batch)).astype(mx.float32), axis=-1)[..., ids].sum(axis=-1))
         for example, (p, h), row in zip(chunk, pairs, probs):
             curves.append(Curve(example.id, row[len(p) - 1 : len(p) + len(h)]))
     return curves
+
+
+def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, refusal_ids) -> Curve:
+    return refusal_curves(model, tokenizer, template, [example], refusal_ids)[0]
+
+
+def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32) -> List[str]:
+    """Greedy continuations of many prompts, batched by mlx-lm's batch_generate."""
+    from mlx_lm.generate import batch_generate
+
+    if not prompts:
+        return []
+    return batch_generate(model, tokenizer, prompts, max_tokens=max_tokens).texts
+
+
+def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words: Sequence[int]) -> List[int]:
+    """How many harmful tokens the first k words of the response are, for each k."""
+    ends = word_ends(example.harmful_response)
+    out = []
+    for k in words:
+        k = min(k, len(ends))
+        text = template.response_lead + example.harmful_response[: ends[k - 1]] if k else ""
+        out.append(len(continuation_ids(tokenizer, text)))
+    return out
+
+
+def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[int],
+                   examples: Sequence[ProbeExample], positions: Sequence[int], unit: str = "token",
+                   max_tokens: int = 32) -> List[ExampleProbe]:
+    """For each example: its curve, and the continuation from each position, all batched."""
+    model.eval()
+    curves = refusal_curves(model, tokenizer, template, examples, refusal_ids)
+    prompts, cuts = [], []
+    for example in examples:
+        prompt, harmful = example_ids(tokenizer, template, example)
+        tokens = tokens_for_words(tokenizer, template, example, positions) if unit == "word" else positions
+        for k in tokens:
+            cuts.append(min(k, len(harmful)))
+            prompts.append(prompt + harmful[: cuts[-1]])
+    texts = iter(continue_many(model, tokenizer, prompts, max_tokens))
+    cuts = iter(cuts)
+    results = []
+    for example, curve in zip(examples, curves):
+        rows = []
+        for position in positions:
+            k, text = next(cuts), next(texts)
+            verdict = detect_refusal(text)
+            rows.append(PositionResult(position, k, float(curve.p_refusal[k]), verdict.refuses, text,
+                                       verdict.start if verdict.refuses else -1))
+        results.append(ExampleProbe(example.id, curve.p_refusal, rows))
+    return results
+
+
+def summarise(results: Sequence[ExampleProbe], positions: Sequence[int]) -> List[PositionSummary]:
+    out = []
+    for i, position in enumerate(positions):
+        cells = [r.positions[i] for r in results]
+        out.append(PositionSummary(position, float(np.mean([c.refuses for c in cells])),
+                                   float(np.mean([c.p_refusal for c in cells])), len(cells)))
+    return out
 
 
 def top_next_tokens(model, tokenizer, template: Template, example: ProbeExample, k: int, top: int = 5):

@@ -16,7 +16,7 @@ def test_demo_training_raises_refusal_on_held_out_questions(tmp_path):
     assert "refuses before" in out.stdout and "refuses after" in out.stdout
     before = json.loads((run / "probe_before.json").read_text())["rows"]
     after = json.loads((run / "probe_after.json").read_text())["rows"]
-    mid = [i for i, row in enumerate(after) if row["k"] in (5, 10, 20)]
+    mid = [i for i, row in enumerate(after) if row["position"] in (5, 10, 20)]
     assert all(after[i]["refusal_rate"] > before[i]["refusal_rate"] + 0.3 for i in mid)
     assert all(after[i]["mean_p_refusal"] > 10 * before[i]["mean_p_refusal"] for i in mid)
     # the adapter is mlx-lm's format and stays helpful on an ordinary question

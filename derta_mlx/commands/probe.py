@@ -49,58 +49,6 @@ def load_examples(args):
     return [ProbeExample(args.question, args.harmful_response, "cli")]
 
 
-def word_to_token_positions(tokenizer, template, example, words):
-    """Token counts of the first k words of the harmful response (the --unit word mapping)."""
-    from ..data.prefix import word_ends
-    from ..segments import continuation_ids
-
-    ends = word_ends(example.harmful_response)
-    out = []
-    for k in words:
-        k = min(k, len(ends))
-        text = template.response_lead + example.harmful_response[: ends[k - 1]] if k else ""
-        out.append(len(continuation_ids(tokenizer, text)) if k else 0)
-    return out
-
-
-def run_probe(model, tokenizer, template, refusal_ids, examples, positions, unit, max_tokens):
-    """Per example: the curve, and the continuation at each position (in tokens)."""
-    from ..probe import continue_many, example_ids, refusal_curves
-    from ..detector import detect_refusal
-
-    curves = refusal_curves(model, tokenizer, template, examples, refusal_ids)
-    prompts, index = [], []
-    for example in examples:
-        prompt, harmful = example_ids(tokenizer, template, example)
-        tokens = word_to_token_positions(tokenizer, template, example, positions) if unit == "word" else positions
-        for position, k in zip(positions, tokens):
-            k = min(k, len(harmful))
-            prompts.append(prompt + harmful[:k])
-            index.append((example.id, position, k))
-    texts = continue_many(model, tokenizer, prompts, max_tokens)
-    results = []
-    for curve, example in zip(curves, examples):
-        rows = []
-        for (example_id, position, k), text in zip(index, texts):
-            if example_id != example.id:
-                continue
-            verdict = detect_refusal(text)
-            rows.append({"position": position, "tokens": k, "p_refusal": float(curve.p_refusal[k]),
-                         "refuses": verdict.refuses, "text": text,
-                         "refusal_char": verdict.start if verdict.refuses else None})
-        results.append({"id": example.id, "curve": curve.p_refusal.tolist(), "positions": rows})
-    return results
-
-
-def summarise(results, positions):
-    out = []
-    for i, position in enumerate(positions):
-        cells = [r["positions"][i] for r in results]
-        out.append({"position": position, "refusal_rate": float(np.mean([c["refuses"] for c in cells])),
-                    "mean_p_refusal": float(np.mean([c["p_refusal"] for c in cells])), "n": len(cells)})
-    return out
-
-
 def plot(path, variants):
     import matplotlib
 
@@ -109,8 +57,8 @@ def plot(path, variants):
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, results in variants.items():
-        longest = max(len(r["curve"]) for r in results)
-        mean = [np.mean([r["curve"][k] for r in results if k < len(r["curve"])]) for k in range(longest)]
+        longest = max(len(r.curve) for r in results)
+        mean = [np.mean([r.curve[k] for r in results if k < len(r.curve)]) for k in range(longest)]
         ax.plot(range(longest), mean, label=label)
     ax.set_xlabel("harmful tokens already in the answer (k)")
     ax.set_ylabel("P(refusal token)")
@@ -137,9 +85,12 @@ def cmd_probe(args) -> int:
     from ..backend import reexec_with_openblas
 
     reexec_with_openblas()
+    from pathlib import Path
+
     from mlx_lm import load as mlx_load
 
     from ..loading import ensure_local, find_model
+    from ..probe import probe_examples, summarise
     from ..refusal import resolve_refusal
     from ..templates import get_template
 
@@ -148,7 +99,10 @@ def cmd_probe(args) -> int:
     if args.compare_base and not args.adapter:
         raise UserError("--compare-base needs --adapter RUN")
     if args.adapter:
-        config = json.loads((__import__("pathlib").Path(args.adapter) / "adapter_config.json").read_text())
+        config_file = Path(args.adapter) / "adapter_config.json"
+        if not config_file.is_file():
+            raise UserError(f"{args.adapter}: no adapter_config.json; is this a run directory?")
+        config = json.loads(config_file.read_text())
         if config.get("fine_tune_type") == "dora" and args.compare_base:
             raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")
     model, tokenizer = mlx_load(str(path), adapter_path=args.adapter)
@@ -163,12 +117,12 @@ def cmd_probe(args) -> int:
     variants = {}
     if args.compare_base:
         set_adapter_scale(model, 0.0)
-        variants["base"] = run_probe(model, tokenizer, template, refusal_ids, examples, positions, args.unit,
-                                     args.max_tokens)
+        variants["base"] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions,
+                                          args.unit, args.max_tokens)
         set_adapter_scale(model, 1.0)
     label = "adapter" if args.adapter else "model"
-    variants[label] = run_probe(model, tokenizer, template, refusal_ids, examples, positions, args.unit,
-                                args.max_tokens)
+    variants[label] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions,
+                                     args.unit, args.max_tokens)
     summaries = {name: summarise(results, positions) for name, results in variants.items()}
 
     names = list(variants)
@@ -180,27 +134,29 @@ def cmd_probe(args) -> int:
         line = f"{position:>5}"
         for name in names:
             row = summaries[name][i]
-            line += f"  {row['refusal_rate']:>16.0%}  {row['mean_p_refusal']:>18.4f}"
+            line += f"  {row.refusal_rate:>16.0%}  {row.mean_p_refusal:>18.4f}"
         print(line)
     if len(examples) == 1 or args.show_text:
         for name in names:
             for result in variants[name]:
-                for cell in result["positions"]:
+                for cell in result.positions:
                     if args.show_text:
-                        print(f"[{name} {result['id']} k={cell['position']}] {cell['text']!r}")
-                    elif cell["refuses"]:
-                        start = cell["text"][cell["refusal_char"]:][:40]
-                        print(f"[{name} k={cell['position']}] refuses: {start!r}")
+                        print(f"[{name} {result.id} k={cell.position}] {cell.text!r}")
+                    elif cell.refuses:  # only the refusal itself, never harmful text
+                        print(f"[{name} k={cell.position}] refuses: {cell.text[cell.refusal_char:][:40]!r}")
     if args.json:
         from ..atomic import write_json
 
-        if not args.show_text:  # keep harmful continuations out of files unless asked
-            for results in variants.values():
-                for result in results:
-                    for cell in result["positions"]:
-                        cell["text"] = cell["text"] if cell["refuses"] else None
-        write_json(args.json, {"positions": positions, "unit": args.unit, "refusal_ids": refusal_ids,
-                               "summary": summaries, "examples": variants})
+        def example_json(result):
+            cells = [{**asdict(c), "text": c.text if (args.show_text or c.refuses) else None}
+                     for c in result.positions]
+            return {"id": result.id, "curve": result.curve.tolist(), "positions": cells}
+
+        write_json(args.json, {
+            "positions": positions, "unit": args.unit, "refusal_ids": refusal_ids,
+            "summary": {name: [asdict(row) for row in rows] for name, rows in summaries.items()},
+            "examples": {name: [example_json(r) for r in results] for name, results in variants.items()},
+        })
         print(f"wrote {args.json}")
     if args.plot:
         plot(args.plot, variants)

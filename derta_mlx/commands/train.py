@@ -116,17 +116,17 @@ PROBE_POSITIONS = (0, 5, 10, 20, 40)
 def make_probe(notify):
     """The before/after probe: refusal when made to continue from k harmful tokens."""
     from ..atomic import write_json
-    from ..probe import ProbeExample, refusal_by_prefix
+    from ..probe import ProbeExample, probe_examples, summarise
 
     def probe(model, tokenizer, prepared, label):
         notify(f"Probing refusal {label} training on {len(prepared.probe_examples)} held-out questions...")
         examples = [ProbeExample(r.question, r.harmful_response, r.id) for r in prepared.probe_examples]
         ids = sorted({prepared.refusal.token_id, *[i for i, _ in prepared.refusal.variants]})
-        rows = refusal_by_prefix(model, tokenizer, prepared.template, examples, PROBE_POSITIONS, ids, max_tokens=16)
-        result = [asdict(row) for row in rows]
-        write_json(prepared.run_dir / f"probe_{label}.json", {"positions": list(PROBE_POSITIONS), "rows": result,
-                                                              "refusal_ids": ids})
-        return result
+        results = probe_examples(model, tokenizer, prepared.template, ids, examples, PROBE_POSITIONS, max_tokens=16)
+        rows = [asdict(row) for row in summarise(results, PROBE_POSITIONS)]
+        write_json(prepared.run_dir / f"probe_{label}.json",
+                   {"positions": list(PROBE_POSITIONS), "rows": rows, "refusal_ids": ids})
+        return rows
 
     return probe
 
@@ -135,7 +135,7 @@ def print_table(before, after) -> None:
     print("\nRefusal when made to continue from the first k tokens of a harmful answer (held-out questions):")
     print(f"{'k':>4}  {'refuses before':>14}  {'refuses after':>13}  {'P(refusal) before':>17}  {'P(refusal) after':>16}")
     for b, a in zip(before, after):
-        print(f"{b['k']:>4}  {b['refusal_rate']:>14.0%}  {a['refusal_rate']:>13.0%}  "
+        print(f"{b['position']:>4}  {b['refusal_rate']:>14.0%}  {a['refusal_rate']:>13.0%}  "
               f"{b['mean_p_refusal']:>17.4f}  {a['mean_p_refusal']:>16.4f}")
 
 
