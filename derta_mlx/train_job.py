@@ -160,7 +160,8 @@ def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe
         notify(f"Resuming {run_dir} from step {checkpoint.step}")
     facts = prepare_model(model, cfg)
     model = facts["model"]
-    results = {"run_dir": str(run_dir), "facts": {k: v for k, v in facts.items() if k != "model"}}
+    results = {"run_dir": str(run_dir), "model_path": str(prepared.model_path),
+               "facts": {k: v for k, v in facts.items() if k != "model"}}
     if probe and checkpoint is None and prepared.probe_examples:
         results["before"] = probe(model, tokenizer, prepared, "before")
     summary = train(model, prepared.train_set, prepared.val_set, cfg, run_dir, cfg.model or "default",

@@ -175,7 +175,7 @@ def cmd_train(args) -> int:
         print_table(before, results["after"])
     print(f"\nRun directory: {run_dir}  (trainable parameters: {facts['trainable_params']:,}; "
           f"base {'dequantised to float32' if facts['dequantised'] else 'as loaded'})")
-    print(f"Use the adapter with mlx-lm: mlx_lm.generate --model <model> --adapter-path {run_dir}")
+    print(f"Use the adapter with mlx-lm: mlx_lm.generate --model {results['model_path']} --adapter-path {run_dir}")
     return 0
 
 
