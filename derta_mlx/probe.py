@@ -88,13 +88,16 @@ def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, r
     return refusal_curves(model, tokenizer, template, [example], refusal_ids)[0]
 
 
-def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32) -> List[str]:
-    """Greedy continuations of many prompts, batched by mlx-lm's batch_generate."""
+def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32,
+                  temperature: float = 0.0, top_p: float = 1.0) -> List[str]:
+    """Continuations of many prompts, batched by mlx-lm's batch_generate (greedy by default)."""
     from mlx_lm.generate import batch_generate
+    from mlx_lm.sample_utils import make_sampler
 
     if not prompts:
         return []
-    return batch_generate(model, tokenizer, prompts, max_tokens=max_tokens).texts
+    sampler = make_sampler(temp=temperature, top_p=top_p)
+    return batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, sampler=sampler).texts
 
 
 def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words: Sequence[int]) -> List[int]:
@@ -110,7 +113,7 @@ def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words
 
 def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[int],
                    examples: Sequence[ProbeExample], positions: Sequence[int], unit: str = "token",
-                   max_tokens: int = 32) -> List[ExampleProbe]:
+                   max_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0) -> List[ExampleProbe]:
     """For each example: its curve, and the continuation from each position, all batched."""
     model.eval()
     curves = refusal_curves(model, tokenizer, template, examples, refusal_ids)
@@ -121,7 +124,7 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
         for k in tokens:
             cuts.append(min(k, len(harmful)))
             prompts.append(prompt + harmful[: cuts[-1]])
-    texts = iter(continue_many(model, tokenizer, prompts, max_tokens))
+    texts = iter(continue_many(model, tokenizer, prompts, max_tokens, temperature, top_p))
     cuts = iter(cuts)
     results = []
     for example, curve in zip(examples, curves):
@@ -142,6 +145,27 @@ def summarise(results: Sequence[ExampleProbe], positions: Sequence[int]) -> List
         out.append(PositionSummary(position, float(np.mean([c.refuses for c in cells])),
                                    float(np.mean([c.p_refusal for c in cells])), len(cells)))
     return out
+
+
+# The paper's Fig. 4 buckets for where a refusal starts, in tokens of the response.
+FIRST_REFUSAL_BUCKETS = ((1, 1, "1"), (2, 5, "2-5"), (6, 30, "6-30"), (31, 10**9, ">30"))
+
+
+def first_refusal_token(tokenizer, text: str):
+    """1-based token position where the refusal starts in a generated `text`, or None."""
+    verdict = detect_refusal(text)
+    if not verdict.refuses:
+        return None
+    return len(continuation_ids(tokenizer, text[: verdict.start])) + 1
+
+
+def first_refusal_histogram(tokenizer, texts: Sequence[str]) -> dict:
+    """How many responses start refusing at token 1, 2-5, 6-30, >30, or never."""
+    found = [first_refusal_token(tokenizer, text) for text in texts]
+    histogram = {label: sum(1 for p in found if p is not None and lo <= p <= hi)
+                 for lo, hi, label in FIRST_REFUSAL_BUCKETS}
+    histogram["no refusal"] = sum(1 for p in found if p is None)
+    return histogram
 
 
 def top_next_tokens(model, tokenizer, template: Template, example: ProbeExample, k: int, top: int = 5):

@@ -70,3 +70,14 @@ def test_cli_compare_base_json_and_plot(trained, tmp_path):
     for cell in report["examples"]["base"][0]["positions"]:
         assert cell["text"] is None or cell["refuses"]
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_first_refusal_position_in_tokens(tokenizer_of):
+    from derta_mlx.probe import first_refusal_histogram, first_refusal_token
+
+    tok = tokenizer_of("llama3")
+    assert first_refusal_token(tok, "Sorry, no.") == 1
+    assert first_refusal_token(tok, "Step 1:Sorry, no.") == 1 + len(tok.encode("Step 1:", add_special_tokens=False))
+    assert first_refusal_token(tok, "Sure! Step 1: open the jar.") is None
+    histogram = first_refusal_histogram(tok, ["Sorry.", "Well then, I cannot help with that.", "Sure!"])
+    assert histogram == {"1": 1, "2-5": 1, "6-30": 0, ">30": 0, "no refusal": 1}

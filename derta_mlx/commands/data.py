@@ -12,10 +12,6 @@ from ..errors import UserError
 
 KINDS = {SafetyTriple: "safety triples", DertaRow: "DeRTa rows", HelpfulRow: "helpfulness rows",
          QuestionRow: "evaluation questions"}
-# Buckets of the paper's Fig. 4: where the refusal starts, in tokens of the response.
-BUCKETS = ((1, 1, "1"), (2, 5, "2-5"), (6, 30, "6-30"), (31, 10**9, ">30"))
-
-
 def _notify(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -37,18 +33,8 @@ def _lengths(values) -> str:
     return f"min {a.min()}  median {int(np.median(a))}  p95 {int(np.percentile(a, 95))}  max {a.max()}"
 
 
-def refusal_start_tokens(tokenizer, text: str):
-    """1-based token position where a refusal starts in `text`, or None."""
-    from ..detector import detect_refusal
-    from ..segments import continuation_ids
-
-    verdict = detect_refusal(text)
-    if not verdict.refuses:
-        return None
-    return len(continuation_ids(tokenizer, " " + text[: verdict.start].rstrip())) + 1 if verdict.start else 1
-
-
 def data_stats(rows, tokenizer) -> dict:
+    from ..probe import first_refusal_histogram
     from ..segments import continuation_ids
 
     def n_tokens(text):
@@ -57,9 +43,7 @@ def data_stats(rows, tokenizer) -> dict:
     triples = [r for r in rows if isinstance(r, SafetyTriple)]
     safe_texts = [r.safe_response for r in triples]
     safe_texts += [r.text for r in rows if isinstance(r, DertaRow) and not r.rto]
-    positions = [refusal_start_tokens(tokenizer, text) for text in safe_texts]
-    histogram = {label: sum(1 for p in positions if p is not None and lo <= p <= hi) for lo, hi, label in BUCKETS}
-    histogram["no refusal found"] = sum(1 for p in positions if p is None)
+    histogram = first_refusal_histogram(tokenizer, [text.lstrip() for text in safe_texts])
     return {
         "rows": dict(Counter(KINDS[type(r)] for r in rows)),
         "tokens": {

@@ -90,7 +90,7 @@ def cmd_probe(args) -> int:
     from mlx_lm import load as mlx_load
 
     from ..loading import ensure_local, find_model
-    from ..probe import probe_examples, summarise
+    from ..probe import first_refusal_histogram, probe_examples, summarise
     from ..refusal import resolve_refusal
     from ..templates import get_template
 
@@ -118,11 +118,11 @@ def cmd_probe(args) -> int:
     if args.compare_base:
         set_adapter_scale(model, 0.0)
         variants["base"] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions,
-                                          args.unit, args.max_tokens)
+                                          args.unit, args.max_tokens, args.temperature, args.top_p)
         set_adapter_scale(model, 1.0)
     label = "adapter" if args.adapter else "model"
     variants[label] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions,
-                                     args.unit, args.max_tokens)
+                                     args.unit, args.max_tokens, args.temperature, args.top_p)
     summaries = {name: summarise(results, positions) for name, results in variants.items()}
 
     names = list(variants)
@@ -136,6 +136,14 @@ def cmd_probe(args) -> int:
             row = summaries[name][i]
             line += f"  {row.refusal_rate:>16.0%}  {row.mean_p_refusal:>18.4f}"
         print(line)
+    histograms = {}
+    if 0 in positions:  # the paper's Fig. 4: where refusals start in responses to the plain prompt
+        index = positions.index(0)
+        histograms = {name: first_refusal_histogram(tokenizer, [r.positions[index].text for r in results])
+                      for name, results in variants.items()}
+        print(f"first refusal token in the k=0 responses ({args.max_tokens} tokens decoded):")
+        for name, histogram in histograms.items():
+            print(f"  {name:<8} " + "  ".join(f"{label}: {n}" for label, n in histogram.items()))
     if len(examples) == 1 or args.show_text:
         for name in names:
             for result in variants[name]:
@@ -155,6 +163,7 @@ def cmd_probe(args) -> int:
         write_json(args.json, {
             "positions": positions, "unit": args.unit, "refusal_ids": refusal_ids,
             "summary": {name: [asdict(row) for row in rows] for name, rows in summaries.items()},
+            "first_refusal_histogram": histograms,
             "examples": {name: [example_json(r) for r in results] for name, results in variants.items()},
         })
         print(f"wrote {args.json}")
@@ -179,6 +188,8 @@ def register(commands) -> None:
     p.add_argument("--every", type=int, help="every N units instead of --positions")
     p.add_argument("--unit", choices=("token", "word"), default="token")
     p.add_argument("--max-tokens", type=int, default=32, help="tokens to decode at each position")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
     p.add_argument("--template", help="derta | derta-eval | chat | auto")
     p.add_argument("--refusal", help="refusal-token rule (see `derta-mlx models show`)")
     p.add_argument("--compare-base", action="store_true", help="also probe with the adapter off (one load)")
