@@ -17,7 +17,7 @@ a row that still cannot fit or has nothing to supervise is dropped and counted.
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 
@@ -143,8 +143,9 @@ class _Builder:
     def safe_target(self, safe: str, after_prefix: bool) -> List[int]:
         # After a harmful prefix the answer turns with a space ("... these I'm sorry");
         # with no prefix it follows the template exactly as at inference.
-        lead = " " if after_prefix else self.cfg.template.response_lead
-        return continuation_ids(self.tok, lead + safe.lstrip() if after_prefix else lead + safe)
+        if after_prefix:
+            return continuation_ids(self.tok, " " + safe.lstrip())
+        return continuation_ids(self.tok, self.cfg.template.response_lead + safe)
 
     def triple(self, index: int, row: SafetyTriple) -> list:
         source = str(row.where)
@@ -212,7 +213,3 @@ def build_instances(rows: Sequence, tokenizer, config: InstanceConfig):
             instances.append(instance)
     return instances, builder.stats
 
-
-def refusal_positions(instance: Instance) -> Optional[np.ndarray]:
-    """Positions of an RTO instance's refusal targets (for tests and inspection)."""
-    return np.nonzero(instance.terms == RTO)[0]
