@@ -45,7 +45,7 @@ def run(size: int, preload) -> dict:
 
 
 def main() -> None:
-    from derta_mlx.backend import _CANDIDATES, _pypi_openblas
+    from derta_mlx.backend import _CANDIDATES, _loads, _pypi_openblas
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024)
@@ -55,7 +55,9 @@ def main() -> None:
     variants = {"bundled BLAS": None, "PyPI OpenBLAS": _pypi_openblas(), "system OpenBLAS": system}
     results = {"size": args.size, "libraries": variants, "gflops": {}}
     for name, library in variants.items():
-        if name == "bundled BLAS" or library:
+        if library and not _loads(library):
+            print(f"skipping {name}: {library} does not load here (missing libgfortran.so.5?)")
+        elif name == "bundled BLAS" or library:
             results["gflops"][name] = run(args.size, library)
     names = list(results["gflops"])
     print(f"{'GFLOP/s, n=' + str(args.size):<16}" + "".join(f"{n:>17}" for n in names) + "   best/bundled")

@@ -35,15 +35,26 @@ def _pypi_openblas() -> Optional[str]:
     return str(path) if path.exists() else None
 
 
+def _loads(library: str) -> bool:
+    """Whether the dynamic loader can load `library` with its dependencies. The cmeel wheel's
+    OpenBLAS needs the system libgfortran.so.5, which a fresh machine may lack; preloading a
+    library that cannot load would make every later process fail to start."""
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
 def find_openblas() -> Optional[str]:
-    """The system OpenBLAS (fastest: runtime CPU dispatch), else the one from PyPI."""
-    for candidate in _CANDIDATES:
-        if Path(candidate).exists():
-            return candidate
+    """The system OpenBLAS (fastest: runtime CPU dispatch), else the one from PyPI; only one
+    that actually loads here."""
+    candidates = [c for c in _CANDIDATES if Path(c).exists()]
     name = ctypes.util.find_library("openblas")
     if name and Path(name).is_absolute():
-        return name
-    return _pypi_openblas()
+        candidates.append(name)
+    candidates.append(_pypi_openblas())
+    return next((c for c in candidates if c and _loads(c)), None)
 
 
 def openblas_preloaded() -> bool:

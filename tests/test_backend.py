@@ -1,0 +1,29 @@
+"""The Linux BLAS choice: never preload a library that cannot load."""
+
+import sys
+
+import pytest
+
+from derta_mlx import backend
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux CPU path only")
+
+
+def test_a_library_that_cannot_load_is_never_chosen(tmp_path, monkeypatch):
+    broken = tmp_path / "libopenblas.so.0"
+    broken.write_bytes(b"not an ELF file")
+    monkeypatch.setattr(backend, "_CANDIDATES", (str(broken),))
+    monkeypatch.setattr(backend.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(backend, "_pypi_openblas", lambda: None)
+    assert not backend._loads(str(broken))
+    assert backend.find_openblas() is None
+
+
+def test_a_loadable_candidate_is_chosen(tmp_path, monkeypatch):
+    import ctypes.util
+
+    libc = ctypes.util.find_library("c")  # any library the loader finds stands in for OpenBLAS
+    monkeypatch.setattr(backend, "_CANDIDATES", (str(tmp_path / "missing.so"),))
+    monkeypatch.setattr(backend.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(backend, "_pypi_openblas", lambda: libc)
+    assert backend.find_openblas() == libc
