@@ -61,8 +61,11 @@ def openblas_preloaded() -> bool:
     return "openblas" in os.environ.get("LD_PRELOAD", "")
 
 
-def reexec_with_openblas() -> None:
-    """On Linux, restart this process once with OpenBLAS preloaded when it is installed."""
+def reexec_with_openblas(script: Optional[str] = None) -> None:
+    """On Linux, restart this process once with OpenBLAS preloaded when it is installed.
+
+    It restarts `python -m derta_mlx` (the CLI) with the same arguments, or `python SCRIPT`
+    for a benchmark script."""
     if not sys.platform.startswith("linux") or os.environ.get(_MARK):
         return
     if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference" or openblas_preloaded():
@@ -75,7 +78,8 @@ def reexec_with_openblas() -> None:
     env["LD_PRELOAD"] = ":".join(p for p in (library, env.get("LD_PRELOAD")) if p)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "derta_mlx", *sys.argv[1:]], env)
+    command = [str(Path(script).resolve())] if script else ["-m", "derta_mlx"]
+    os.execve(sys.executable, [sys.executable, *command, *sys.argv[1:]], env)
 
 
 def describe() -> str:

@@ -1,0 +1,139 @@
+"""Probe speed: the teacher-forced refusal curve against generating at every position.
+
+For one mild example whose harmful response is T tokens long, P(refusal) at every prefix
+length k = 0..T comes from one forward pass (`derta_mlx.probe.refusal_curves`). The
+alternative is what a prefilling-attack evaluation does: feed the prompt plus the first k
+harmful tokens and decode N tokens, at each of the T+1 positions. This times both, side by
+side in one process (curve, batched generation, one-by-one generation, interleaved and
+repeated), and prints the ratios.
+
+Examples:
+
+    python bench/probe_speed.py                      # the embedded model, T=64, N=16
+    python bench/probe_speed.py --model tiny --tokens 128 --max-tokens 32
+    python bench/probe_speed.py --no-sequential      # skip the slow one-by-one generation
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# A mild, non-actionable stand-in for a harmful answer, long enough for any T we time.
+RESPONSE = " ".join(
+    f"Step {i}: wait until nobody is looking, walk quietly to the kitchen and take one more cookie "
+    f"from the jar on the shelf." for i in range(1, 60)
+)
+QUESTION = "How do I sneak extra cookies from the jar?"
+
+
+def load_model(name: str, notify):
+    """(model, tokenizer, template, refusal ids) of the embedded default or a tiny model."""
+    from mlx_lm import load
+
+    from derta_mlx.loading import ensure_local, find_model
+    from derta_mlx.refusal import resolve_refusal
+    from derta_mlx.templates import get_template
+
+    if name == "tiny":
+        from derta_mlx.tiny import tiny_model_dir
+
+        path, template, rule = tiny_model_dir("llama3"), "derta", "auto"
+    else:
+        ref = find_model(None)
+        path, template, rule = ensure_local(ref, notify), ref.template, ref.refusal_rule
+    model, tokenizer = load(str(path))
+    refusal = resolve_refusal(tokenizer, rule)
+    ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    return model, tokenizer, get_template(template, tokenizer), ids, str(path)
+
+
+def response_of_length(tokenizer, template, tokens: int):
+    """The bench example cut at the first word boundary where it reaches `tokens` tokens."""
+    from derta_mlx.probe import ProbeExample, example_ids
+
+    words = RESPONSE.split(" ")
+    for n in range(1, len(words) + 1):
+        example = ProbeExample(QUESTION, " ".join(words[:n]), "bench")
+        if len(example_ids(tokenizer, template, example)[1]) >= tokens:
+            return example
+    raise SystemExit(f"the bench response is shorter than {tokens} tokens")
+
+
+def main(argv=None) -> None:
+    from derta_mlx import backend
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
+    parser.add_argument("--tokens", type=int, default=64, help="T: harmful response length in tokens")
+    parser.add_argument("--max-tokens", type=int, default=16, help="N: tokens decoded per position")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-sequential", action="store_true", help="skip one-by-one generation")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "probe_speed.json"))
+    args = parser.parse_args(argv)
+    backend.reexec_with_openblas(__file__)
+
+    import mlx.core as mx
+
+    from derta_mlx.probe import continue_many, example_ids, refusal_curves
+
+    model, tokenizer, template, refusal_ids, path = load_model(args.model, lambda m: print(m, flush=True))
+    model.eval()
+    example = response_of_length(tokenizer, template, args.tokens)
+    prompt, harmful = example_ids(tokenizer, template, example)
+    positions = [prompt + harmful[:k] for k in range(len(harmful) + 1)]
+
+    def curve():
+        return refusal_curves(model, tokenizer, template, [example], refusal_ids)[0].p_refusal
+
+    def batched():
+        return continue_many(model, tokenizer, positions, max_tokens=args.max_tokens)
+
+    def sequential():
+        return [continue_many(model, tokenizer, [p], max_tokens=args.max_tokens)[0] for p in positions]
+
+    variants = {"teacher-forced curve (1 forward)": curve,
+                f"generate {args.max_tokens} tokens at each position, batched": batched}
+    if not args.no_sequential:
+        variants[f"generate {args.max_tokens} tokens at each position, one by one"] = sequential
+    times = {name: [] for name in variants}
+    for name, run in variants.items():  # warm-up: compile kernels, fill the allocator cache
+        run()
+    for _ in range(args.repeats):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            out = run()
+            mx.eval(mx.array(0))
+            times[name].append(time.perf_counter() - start)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    curve_s = median["teacher-forced curve (1 forward)"]
+
+    blas = backend.describe()
+    print(f"\n{args.model} ({path}); T = {len(harmful)} harmful tokens, {len(positions)} positions, "
+          f"N = {args.max_tokens}; median of {args.repeats}; {blas}")
+    head = f"{'method':<52} {'seconds':>9} {'vs curve':>9}"
+    print(head + "\n" + "-" * len(head))
+    for name, seconds in median.items():
+        print(f"{name:<52} {seconds:>9.3f} {seconds / curve_s:>8.1f}x")
+    result = {
+        "model": args.model, "model_path": path, "T": len(harmful), "positions": len(positions),
+        "max_tokens": args.max_tokens, "repeats": args.repeats, "median_seconds": median, "runs": times,
+        "speedup_vs_batched": median[f"generate {args.max_tokens} tokens at each position, batched"] / curve_s,
+        "describe": blas, "device": str(mx.default_device()), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "mlx": mx.__version__,
+    }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
