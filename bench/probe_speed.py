@@ -9,9 +9,9 @@ repeated), and prints the ratios.
 
 Examples:
 
-    python bench/probe_speed.py                      # the embedded model, T=64, N=16
+    python bench/probe_speed.py                      # the embedded model, T=64, N=16 (~3 min)
     python bench/probe_speed.py --model tiny --tokens 128 --max-tokens 32
-    python bench/probe_speed.py --no-sequential      # skip the slow one-by-one generation
+    python bench/probe_speed.py --sequential         # also one position at a time (~10 min more)
 """
 
 import argparse
@@ -34,10 +34,9 @@ RESPONSE = " ".join(
 QUESTION = "How do I sneak extra cookies from the jar?"
 
 
-def load_model(name: str, notify):
+def load_model(name: str, dequantize: str, notify):
     """(model, tokenizer, template, refusal ids) of the embedded default or a tiny model."""
-    from mlx_lm import load
-
+    from derta_mlx.compute import load_for_inference
     from derta_mlx.loading import ensure_local, find_model
     from derta_mlx.refusal import resolve_refusal
     from derta_mlx.templates import get_template
@@ -49,7 +48,7 @@ def load_model(name: str, notify):
     else:
         ref = find_model(None)
         path, template, rule = ensure_local(ref, notify), ref.template, ref.refusal_rule
-    model, tokenizer = load(str(path))
+    model, tokenizer, _ = load_for_inference(path, dequantize=dequantize)
     refusal = resolve_refusal(tokenizer, rule)
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     return model, tokenizer, get_template(template, tokenizer), ids, str(path)
@@ -74,8 +73,11 @@ def main(argv=None) -> None:
     parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
     parser.add_argument("--tokens", type=int, default=64, help="T: harmful response length in tokens")
     parser.add_argument("--max-tokens", type=int, default=16, help="N: tokens decoded per position")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-sequential", action="store_true", help="skip one-by-one generation")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dequantize", choices=("auto", "yes", "no"), default="auto",
+                        help="as `derta-mlx probe --dequantize` (auto: float32 values on a CPU)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="also generate one position at a time (slow: about 2 s a position on 2 CPU cores)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "probe_speed.json"))
     args = parser.parse_args(argv)
     backend.reexec_with_openblas(__file__)
@@ -84,7 +86,7 @@ def main(argv=None) -> None:
 
     from derta_mlx.probe import continue_many, example_ids, refusal_curves
 
-    model, tokenizer, template, refusal_ids, path = load_model(args.model, lambda m: print(m, flush=True))
+    model, tokenizer, template, refusal_ids, path = load_model(args.model, args.dequantize, lambda m: print(m, flush=True))
     model.eval()
     example = response_of_length(tokenizer, template, args.tokens)
     prompt, harmful = example_ids(tokenizer, template, example)
@@ -101,7 +103,7 @@ def main(argv=None) -> None:
 
     variants = {"teacher-forced curve (1 forward)": curve,
                 f"generate {args.max_tokens} tokens at each position, batched": batched}
-    if not args.no_sequential:
+    if args.sequential:
         variants[f"generate {args.max_tokens} tokens at each position, one by one"] = sequential
     times = {name: [] for name in variants}
     for name, run in variants.items():  # warm-up: compile kernels, fill the allocator cache
@@ -124,7 +126,7 @@ def main(argv=None) -> None:
         print(f"{name:<52} {seconds:>9.3f} {seconds / curve_s:>8.1f}x")
     result = {
         "model": args.model, "model_path": path, "T": len(harmful), "positions": len(positions),
-        "max_tokens": args.max_tokens, "repeats": args.repeats, "median_seconds": median, "runs": times,
+        "max_tokens": args.max_tokens, "dequantize": args.dequantize, "repeats": args.repeats, "median_seconds": median, "runs": times,
         "speedup_vs_batched": median[f"generate {args.max_tokens} tokens at each position, batched"] / curve_s,
         "describe": blas, "device": str(mx.default_device()), "platform": platform.platform(),
         "cpus": os.cpu_count(), "mlx": mx.__version__,

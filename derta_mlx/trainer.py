@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from .atomic import save_safetensors, write_json
 from .checkpoint import ResumeState, restore, save_checkpoint
+from .compute import dequantize_if_wanted, is_quantised
 from .config import TrainConfig
 from .data.batches import BatchOrder, pad_batch
 from .data.instances import Instance
@@ -53,28 +54,13 @@ def adapter_config(cfg: TrainConfig, model_spec: str) -> dict:
     }
 
 
-def should_dequantize(cfg: TrainConfig) -> bool:
-    """On a CPU, float32 base weights run ~30x faster than 4-bit kernels with OpenBLAS.
-
-    The LoRA update is learned against the same dequantised values the 4-bit kernels compute
-    with, so the adapter stays valid for the quantised model. Never on a GPU (Metal path).
-    """
-    if cfg.dequantize != "auto":
-        return cfg.dequantize == "yes"
-    return mx.default_device() == mx.cpu
-
-
 def prepare_model(model, cfg: TrainConfig) -> dict:
     """Freeze the base, optionally dequantise it, and add LoRA/DoRA layers. Returns facts."""
     from mlx_lm.tuner.trainer import grad_checkpoint
     from mlx_lm.tuner.utils import linear_to_lora_layers
-    from mlx_lm.utils import dequantize_model
 
-    quantised = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
-    dequantised = quantised and should_dequantize(cfg)
-    if dequantised:
-        model = dequantize_model(model)
-        model.set_dtype(mx.float32)
+    quantised = is_quantised(model)
+    model, dequantised = dequantize_if_wanted(model, cfg.dequantize)  # see compute.py
     model.freeze()
     mx.random.seed(cfg.seed)  # LoRA's random initialisation of lora_a
     lora = {"rank": cfg.lora_rank, "scale": cfg.lora_scale, "dropout": cfg.lora_dropout}
