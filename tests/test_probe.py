@@ -81,3 +81,18 @@ def test_first_refusal_position_in_tokens(tokenizer_of):
     assert first_refusal_token(tok, "Sure! Step 1: open the jar.") is None
     histogram = first_refusal_histogram(tok, ["Sorry.", "Well then, I cannot help with that.", "Sure!"])
     assert histogram == {"1": 1, "2-5": 1, "6-30": 0, ">30": 0, "no refusal": 1}
+
+
+def test_dequantised_inference_gives_the_4bit_models_curve(tiny_dir):
+    """--dequantize (the CPU default) computes with the 4-bit model's own values."""
+    from derta_mlx.compute import is_quantised, load_for_inference
+
+    path = tiny_dir("llama3", bits=4)
+    template = get_template("derta")
+    curves = {}
+    for setting in ("no", "yes"):
+        model, tokenizer, dequantised = load_for_inference(path, dequantize=setting)
+        assert dequantised == (setting == "yes") and is_quantised(model) == (setting == "no")
+        curves[setting] = refusal_curve(model, tokenizer, template, EXAMPLES[0], [33386, 19701]).p_refusal
+    assert curves["yes"].shape == curves["no"].shape
+    assert np.allclose(curves["yes"], curves["no"], rtol=1e-3, atol=1e-6)
