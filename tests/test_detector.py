@@ -5,7 +5,7 @@ from pathlib import Path
 
 from derta_mlx.detector import detect_refusal
 
-LABELS = Path(__file__).parents[1] / "derta_mlx" / "eval_data" / "refusal_labels.jsonl"
+LABELS = Path(__file__).parent / "data" / "refusal_labels.jsonl"
 
 
 def scores():
