@@ -8,6 +8,7 @@ from .commands import data as data_command
 from .commands import models as models_command
 from .commands import probe as probe_command
 from .commands import train as train_command
+from .commands import tui as tui_command
 from .errors import UserError
 
 EPILOG = """examples:
@@ -32,12 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     probe_command.register(commands)
     data_command.register(commands)
     models_command.register(commands)
+    tui_command.register(commands)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for `train --ranks` to pass on
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

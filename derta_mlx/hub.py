@@ -70,3 +70,13 @@ def download(repo: str, revision: Optional[str] = None) -> Path:
             "Convert it with `mlx_lm.convert` first."
         )
     return path
+
+
+def cached_bytes(repo: str) -> int:
+    """Bytes of `repo` in the hub cache so far, partial downloads included (for a progress bar)."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    blobs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model") / "blobs"
+    if not blobs.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in blobs.iterdir() if p.is_file())

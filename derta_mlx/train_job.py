@@ -16,10 +16,11 @@ from .data.formats import SafetyTriple, read_rows
 from .data.instances import InstanceConfig, build_instances
 from .data.prefix import PrefixSampler
 from .demo import demo_paths
+from .distributed import SINGLE, World, check_batch, current_world
 from .errors import UserError
 from .loading import ensure_local, find_model
 from .refusal import resolve_refusal
-from .rundir import new_run_dir, rewind_metrics
+from .rundir import new_run_dir, rewind_metrics, write_status
 from .templates import get_template
 from .trainer import Report, prepare_model, train
 
@@ -130,7 +131,7 @@ class StopFlag:
         return signal.signal(signal.SIGINT, handler)
 
 
-def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str]):
+def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: World = SINGLE):
     """(cfg, run_dir, checkpoint or None) for a new run or for --resume RUN."""
     if resume:
         run_dir = Path(resume)
@@ -142,22 +143,51 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str]):
             raise UserError(f"{run_dir}: no checkpoint to resume from; start it again with --out")
         if checkpoint.step >= saved.iters:
             raise UserError(f"{run_dir}: already finished ({checkpoint.step}/{saved.iters} steps)")
+        check_batch(saved.batch_size, world)
         return saved, run_dir, checkpoint
     cfg = cfg.validate()
+    check_batch(cfg.batch_size, world)
     ref = find_model(cfg.model)
+    if world.size > 1 and not cfg.adapter_path:  # a time-stamped name could differ between ranks
+        raise UserError("under mlx.launch, name the run directory with --out (every rank must use the same one)")
+    if not world.main:  # rank 0 creates it, maybe before this rank looks
+        return cfg, Path(cfg.adapter_path), None
     return cfg, new_run_dir(cfg.adapter_path, ref.spec, cfg.method), None
 
 
 def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None):
     """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given."""
-    cfg, run_dir, checkpoint = start_or_resume(cfg, resume)
+    world = current_world()
+    cfg, run_dir, checkpoint = start_or_resume(cfg, resume, world)
     model, tokenizer, prepared = prepare(cfg, run_dir, notify)
+    if not world.main:  # rank 0 writes the run directory and probes; this rank only trains
+        return _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, None, stop, world)
     run_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is None:
         write_text(run_dir / "config.yaml", resolved_config(prepared))
     else:
         rewind_metrics(run_dir, checkpoint.step)
         notify(f"Resuming {run_dir} from step {checkpoint.step}")
+    if world.size > 1:
+        notify(f"Data-parallel over {world.size} ranks (mlx.launch): {cfg.batch_size // world.size} rows of "
+               f"each batch of {cfg.batch_size} per rank")
+    write_status(run_dir, "running")
+    try:
+        results = _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, probe, stop,
+                                   world)
+    except KeyboardInterrupt:
+        write_status(run_dir, "stopped", error="interrupted")
+        raise
+    except BaseException as exc:
+        write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    write_status(run_dir, "stopped" if results["summary"]["stopped"] else "finished",
+                 step=results["summary"]["step"])
+    return results
+
+
+def _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, probe, stop, world):
+    """run_training's middle: adapters on, probe before, train, probe after."""
     facts = prepare_model(model, cfg)
     model = facts["model"]
     results = {"run_dir": str(run_dir), "model_path": str(prepared.model_path),
@@ -165,7 +195,7 @@ def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe
     if probe and checkpoint is None and prepared.probe_examples:
         results["before"] = probe(model, tokenizer, prepared, "before")
     summary = train(model, prepared.train_set, prepared.val_set, cfg, run_dir, cfg.model or "default",
-                    resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False))
+                    resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False), world=world)
     results["summary"] = summary
     if probe and not summary["stopped"] and prepared.probe_examples:
         results["after"] = probe(model, tokenizer, prepared, "after")

@@ -10,6 +10,7 @@ The loop reports through a callback and writes nothing but the run directory.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from .compute import dequantize_if_wanted, is_quantised
 from .config import TrainConfig
 from .data.batches import BatchOrder, pad_batch
 from .data.instances import Instance
+from .distributed import World, check_batch, current_world
 from .loss import Counts, LossConfig, batch_loss, count_targets, keep_rto_targets, term_sums, term_scales
 
 
@@ -125,8 +127,15 @@ def train(
     resume: Optional[ResumeState] = None,
     on_report: Callable[[Report], None] = lambda report: None,
     stop_requested: Callable[[], bool] = lambda: False,
+    world: Optional[World] = None,
 ) -> dict:
-    """Train `model` (already prepared) and write adapters, checkpoints and metrics to run_dir."""
+    """Train `model` (already prepared) and write adapters, checkpoints and metrics to run_dir.
+
+    Under `mlx.launch` (see distributed.py) each rank trains on its share of every batch, the
+    gradients are summed across ranks, and only rank 0 writes or reports.
+    """
+    world = world or current_world()
+    check_batch(cfg.batch_size, world)
     loss_config = LossConfig(cfg.rto_weight, cfg.rto_keep, cfg.reduction)
     order = BatchOrder(len(train_set), cfg.batch_size, cfg.seed)
     optimizer = make_optimizer(cfg)
@@ -136,10 +145,14 @@ def train(
         step, micro, tokens_total = resume.step, resume.micro_batch, resume.tokens
     model.train()
     loss_and_grad = nn.value_and_grad(model, batch_loss)
-    metrics = run_dir / "metrics.jsonl"
-    write_json(run_dir / "adapter_config.json", adapter_config(cfg, model_spec))
+    if world.main:
+        write_json(run_dir / "adapter_config.json", adapter_config(cfg, model_spec))
+    else:
+        on_report = lambda report: None  # noqa: E731  (rank 0 reports for all)
 
     def save(at_step: int) -> None:
+        if not world.main:
+            return
         save_checkpoint(run_dir, at_step, micro, tokens_total, model, optimizer, window)
         save_safetensors(run_dir / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
 
@@ -149,34 +162,40 @@ def train(
     window_start = time.perf_counter()
     mx.reset_peak_memory()
     stopped = False
-    with open(metrics, "a", encoding="utf-8") as log:
+    with open(run_dir / "metrics.jsonl" if world.main else os.devnull, "a", encoding="utf-8") as log:
 
         def write(row: dict) -> None:
             log.write(json.dumps(row) + "\n")
             log.flush()
 
         while step < cfg.iters:
-            if stop_requested():
+            if world.any(stop_requested()):
                 stopped = True
                 break
             mx.random.seed(cfg.seed * 1_000_003 + step)  # LoRA dropout noise: a function of the step
             batches = []
             for _ in range(cfg.grad_accumulation_steps):
-                batch = pad_batch([train_set[i] for i in order.indices(micro)])
-                batches.append((batch, keep_rto_targets(batch.terms, cfg.rto_keep, cfg.seed, micro)))
+                rows = [train_set[i] for i in order.indices(micro)]
+                # The RTO keep mask and the target counts come from the global batch, so every
+                # rank scales its loss alike; each rank then computes only its rows.
+                whole = pad_batch(rows)
+                kept = keep_rto_targets(whole.terms, cfg.rto_keep, cfg.seed, micro)
+                mine = world.shard(rows)
+                batch = pad_batch(rows[mine])
+                batches.append((batch, kept[mine, : batch.inputs.shape[1]], kept))
+                tokens_total += whole.tokens
+                window["tokens"] += whole.tokens
                 micro += 1
-            counts = count_targets(np.concatenate([t.reshape(-1) for _, t in batches]))
+            counts = count_targets(np.concatenate([k.reshape(-1) for _, _, k in batches]))
             scales = mx.array(term_scales(counts, loss_config), dtype=mx.float32)
-            grads, loss_value, mle_sum, rto_sum = None, 0.0, 0.0, 0.0
-            for batch, terms in batches:
+            grads, sums = None, mx.zeros((3,))
+            for batch, terms, _ in batches:
                 (loss, (m, r)), g = loss_and_grad(model, *_to_mx(batch, terms), scales)
                 grads = g if grads is None else tree_map(mx.add, grads, g)
-                mx.eval(grads, loss, m, r)
-                loss_value += loss.item()
-                mle_sum += m.item()
-                rto_sum += r.item()
-                tokens_total += batch.tokens
-                window["tokens"] += batch.tokens
+                sums = sums + mx.stack([loss, m, r])
+                mx.eval(grads, sums)
+            grads = world.sum_tree(grads)
+            loss_value, mle_sum, rto_sum = world.sum(sums).tolist()
             optimizer.update(model, grads)
             mx.eval(model.trainable_parameters(), optimizer.state)
             step += 1
@@ -200,12 +219,15 @@ def train(
                     "peak_memory_gb": mx.get_peak_memory() / 1e9,
                     "trained_tokens": tokens_total,
                 }
+                if world.size > 1:  # tokens/s is already global: tokens count the whole batch
+                    per_rank = world.gather(row["peak_memory_gb"])
+                    row.update(peak_memory_gb=max(per_rank), peak_memory_gb_per_rank=per_rank, ranks=world.size)
                 write(row)
                 on_report(Report("train", step, cfg.iters, row))
                 window = dict.fromkeys(window, 0)
                 window["loss"] = window["mle"] = window["rto"] = 0.0
                 window_start = time.perf_counter()
-            if val_set and (step % cfg.steps_per_eval == 0 or step == cfg.iters):
+            if world.main and val_set and (step % cfg.steps_per_eval == 0 or step == cfg.iters):
                 row = {"step": step, **evaluate(model, val_set, cfg)}
                 write(row)
                 on_report(Report("val", step, cfg.iters, row))

@@ -14,6 +14,7 @@ EPILOG = """examples:
   derta-mlx train --method vanilla --out runs/vanilla   # Table 4 ablations: vanilla, harmful-prefix, rto
   derta-mlx train --config run.yaml --learning-rate 5e-5
   derta-mlx train --resume runs/vanilla             # continue an interrupted run exactly
+  derta-mlx train --hosts hosts.json --out runs/big --batch-size 8   # data-parallel over Macs
 """
 
 HELP = {
@@ -139,14 +140,41 @@ def print_table(before, after) -> None:
               f"{b['mean_p_refusal']:>17.4f}  {a['mean_p_refusal']:>16.4f}")
 
 
+def cmd_launch(args) -> int:
+    """--ranks/--hosts: this process only starts `mlx.launch` and watches it."""
+    from pathlib import Path
+
+    from ..distributed import World, check_batch
+    from ..ranks import count_hosts, run_ranks, strip_launch_flags
+
+    if args.ranks is not None and args.ranks < 1:
+        raise UserError("--ranks must be >= 1")
+    cfg = None if args.resume else config_from_args(args)
+    run_dir = args.resume or (cfg.adapter_path if cfg else None)
+    if not run_dir:
+        raise UserError("a data-parallel run needs --out RUN (every rank writes to, and resumes from, the same one)")
+    if cfg:
+        cfg.validate()
+    batch_size = cfg.batch_size if cfg else load_config(Path(run_dir) / "config.yaml").batch_size
+    check_batch(batch_size, World(None, 0, args.ranks or count_hosts(args.hosts)))
+    return run_ranks(strip_launch_flags(args.argv[1:]), Path(run_dir), args.ranks, args.hosts, args.backend)
+
+
 def cmd_train(args) -> int:
     from ..backend import describe, reexec_with_openblas
 
+    if args.ranks is not None or args.hosts:
+        return cmd_launch(args)
+
     reexec_with_openblas()
+    from ..distributed import current_world
     from ..train_job import StopFlag, run_training
 
+    main_rank = current_world().main  # under mlx.launch only rank 0 talks
+
     def notify(message):
-        print(message, file=sys.stderr, flush=True)
+        if main_rank:
+            print(message, file=sys.stderr, flush=True)
 
     cfg = None if args.resume else config_from_args(args)
     notify(describe())
@@ -159,6 +187,8 @@ def cmd_train(args) -> int:
         import signal
 
         signal.signal(signal.SIGINT, previous)
+    if not main_rank:
+        return 130 if results["summary"]["stopped"] else 0
     run_dir = results["run_dir"]
     facts = results["facts"]
     if results["summary"]["stopped"]:
@@ -189,5 +219,10 @@ def register(commands) -> None:
     parser.add_argument("--config", help="YAML file of settings (flags given here override it)")
     parser.add_argument("--out", help="run directory (default runs/<model>-<method>-<time>)")
     parser.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    parser.add_argument("--ranks", type=int, metavar="N",
+                        help="data-parallel over N processes on this machine (through mlx.launch)")
+    parser.add_argument("--hosts", metavar="FILE", help="data-parallel over the Macs in an mlx.launch hostfile")
+    parser.add_argument("--backend", default="ring", choices=("ring", "mpi"),
+                        help="mlx.launch backend for --ranks/--hosts (default ring)")
     add_config_flags(parser)
     parser.set_defaults(run=cmd_train)

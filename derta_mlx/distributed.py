@@ -1,0 +1,69 @@
+"""Data-parallel training across processes or Macs with MLX's own engine (`mlx.launch`).
+
+Every rank builds the same global batch order and the same global batch (cheap: numpy), trains
+on its contiguous shard of each micro-batch's rows, and the gradient sums are all-reduced, so
+with the loss's batch-wide denominators (loss.py) the summed gradient is exactly the global
+batch's. Only rank 0 writes the run directory; every rank reads it to resume. Without
+`mlx.launch` the world is one process and nothing here communicates.
+"""
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import mlx.core as mx
+from mlx.utils import tree_map
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class World:
+    group: object  # mx.distributed.Group, or None for one process
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, rows: Sequence) -> slice:
+        """This rank's contiguous share of a batch's rows (the batch divides evenly)."""
+        n = len(rows) // self.size
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def sum(self, x: mx.array) -> mx.array:
+        return mx.distributed.all_sum(x, group=self.group) if self.size > 1 else x
+
+    def sum_tree(self, tree):
+        return tree_map(self.sum, tree) if self.size > 1 else tree
+
+    def gather(self, value: float) -> List[float]:
+        """One float from every rank, in rank order."""
+        if self.size == 1:
+            return [value]
+        return mx.distributed.all_gather(mx.array([value], dtype=mx.float32), group=self.group).tolist()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on one (a stop asked on any rank stops all)."""
+        if self.size == 1:
+            return flag
+        return self.sum(mx.array(int(flag))).item() > 0
+
+
+SINGLE = World(None)
+
+
+def current_world() -> World:
+    """The world `mlx.launch` started this process in, or a single process."""
+    if not mx.distributed.is_available():
+        return SINGLE
+    group = mx.distributed.init()
+    if group.size() == 1:
+        return SINGLE
+    return World(group, group.rank(), group.size())
+
+
+def check_batch(batch_size: int, world: World) -> None:
+    if batch_size % world.size:
+        raise UserError(f"--batch-size {batch_size} does not divide by the {world.size} ranks: each rank takes an "
+                        f"equal share of every batch; use a multiple of {world.size}")

@@ -1,0 +1,79 @@
+"""What a probe needs besides the examples: the model loaded once, its template and refusal ids.
+
+`derta-mlx probe` and the TUI's Probe screen share this; base versus adapter comes from one
+load by setting the LoRA scale (see commands/probe.py `set_adapter_scale`).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import UserError
+
+
+@dataclass
+class ProbeModel:
+    model: object
+    tokenizer: object
+    template: object
+    refusal: object
+    refusal_ids: List[int]
+    spec: str
+    adapter: Optional[str]
+    can_compare_base: bool  # LoRA can be switched off by scale; DoRA cannot
+
+
+def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=None,
+                     dequantize: str = "auto") -> ProbeModel:
+    """The model (dequantised on a CPU, as `derta-mlx probe` does: see compute.py) with the adapter."""
+    from .compute import load_for_inference
+    from .loading import ensure_local, find_model
+    from .refusal import resolve_refusal
+    from .templates import get_template
+
+    dora = False
+    if adapter:
+        config_file = Path(adapter) / "adapter_config.json"
+        if not config_file.is_file():
+            raise UserError(f"{adapter}: no adapter_config.json; is this a run directory?")
+        dora = json.loads(config_file.read_text()).get("fine_tune_type") == "dora"
+    ref = find_model(spec)
+    model, tokenizer, _ = load_for_inference(ensure_local(ref, notify), adapter, dequantize)
+    template = get_template(ref.template, tokenizer)
+    refusal = resolve_refusal(tokenizer, ref.refusal_rule)
+    ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    return ProbeModel(model, tokenizer, template, refusal, ids, ref.spec, adapter, bool(adapter) and not dora)
+
+
+def set_adapter_enabled(probe_model: ProbeModel, enabled: bool) -> None:
+    from .commands.probe import set_adapter_scale
+
+    if probe_model.adapter:
+        set_adapter_scale(probe_model.model, 1.0 if enabled else 0.0)
+
+
+def read_probe_examples(path) -> list:
+    """The safety triples of a data file as ProbeExamples (other rows are skipped)."""
+    from .data.formats import SafetyTriple, read_rows
+    from .probe import ProbeExample
+
+    rows = [r for r in read_rows([path]) if isinstance(r, SafetyTriple)]
+    if not rows:
+        raise UserError(f"{path}: no safety triples (question, safe_response, harmful_response)")
+    return [ProbeExample(r.question, r.harmful_response, r.id) for r in rows]
+
+
+def parse_positions(text: str = "", every: int = 0, longest: int = 64) -> List[int]:
+    """Positions from "0,5,10" or every N up to `longest`."""
+    if every:
+        if every < 1:
+            raise UserError("every must be >= 1")
+        return list(range(0, longest + 1, every))
+    try:
+        positions = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise UserError(f"positions must be integers separated by commas, got {text!r}") from None
+    if not positions or positions[0] < 0:
+        raise UserError("positions must be non-negative integers")
+    return positions

@@ -1,0 +1,64 @@
+"""The derta-mlx terminal UI: four screens (Models, Train, Runs, Probe), one per mode.
+
+Each screen keeps its state while another is shown (Textual modes), so a run followed on Train
+keeps updating while you look at Runs. Everything it does goes through derta_mlx.api.
+"""
+
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+
+from derta_mlx.api import RUNS
+
+from .screens.models import ModelsScreen
+from .screens.probe import ProbeScreen
+from .screens.runs import RunsScreen
+from .screens.train import TrainScreen
+
+SCREENS = (("models", "Models", "the model catalogue: local copies, download, GGUF import"),
+           ("train", "Train", "set up, launch, follow, stop and resume a training run"),
+           ("runs", "Runs", "every run in runs/ with status, losses, config and probe results"),
+           ("probe", "Probe", "P(refusal) inside a harmful answer, base versus adapter"))
+
+
+class DertaApp(App):
+    TITLE = "derta-mlx"
+    CSS_PATH = "app.tcss"
+    MODES = {"models": ModelsScreen, "train": TrainScreen, "runs": RunsScreen, "probe": ProbeScreen}
+    BINDINGS = [
+        Binding("f1", "switch_mode('models')", "Models", priority=True),
+        Binding("f2", "switch_mode('train')", "Train", priority=True),
+        Binding("f3", "switch_mode('runs')", "Runs", priority=True),
+        Binding("f4", "switch_mode('probe')", "Probe", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, runs_root=RUNS, start: str = "models"):
+        super().__init__()
+        self.runs_root = Path(runs_root)
+        self.start = start
+        self.pending = {}
+
+    def on_mount(self) -> None:
+        self.switch_mode(self.start)
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for mode, title, help_text in SCREENS:
+            yield SystemCommand(f"Go to {title}", help_text, lambda mode=mode: self.switch_mode(mode))
+        yield from getattr(screen, "commands", lambda: ())()
+
+    def follow_run(self, run_dir, process=None) -> None:
+        """Show run_dir on the Train screen's monitor (process: the Popen, if this session started it)."""
+        self.pending["train"] = (Path(run_dir), process)
+        self.switch_mode("train")
+
+    def probe_run(self, run_dir) -> None:
+        """Open Probe with run_dir's adapter selected."""
+        self.pending["probe"] = Path(run_dir)
+        self.switch_mode("probe")
+
+    def take_pending(self, mode: str):
+        """What follow_run/probe_run left for a screen that may still be mounting."""
+        return self.pending.pop(mode, None)

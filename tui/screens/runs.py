@@ -1,0 +1,161 @@
+"""Runs: every run directory with its status and latest losses; Enter opens one."""
+
+import json
+from pathlib import Path
+
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from derta_mlx.api import list_runs, read_metrics, resume_training, run_info, stop_training
+
+from ..widgets.charts import LossChart
+
+COLUMNS = ("run", "status", "method", "model", "step", "loss", "MLE", "RTO", "val")
+STATUS_STYLE = {"running": "bold green", "finished": "cyan", "stopped": "yellow", "failed": "bold red"}
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _model_name(model: str) -> str:
+    return Path(model).name if "/" in model and Path(model).exists() else model
+
+
+class RunsScreen(Screen):
+    BINDINGS = [Binding("o", "open", "Open"), Binding("r", "refresh", "Refresh")]
+    shown = None  # the rows on screen, so an unchanged list is not redrawn
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="runs-where")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(*COLUMNS)
+        self.action_refresh()
+        self.set_interval(1.0, self.action_refresh)
+
+    def commands(self):
+        yield SystemCommand("Refresh runs", "read runs/ again", self.action_refresh)
+        yield SystemCommand("Open the selected run", "config, curves and probe results", self.action_open)
+
+    def action_refresh(self) -> None:
+        table = self.query_one(DataTable)
+        runs = list_runs(self.app.runs_root)
+        self.query_one("#runs-where", Static).update(
+            f"{len(runs)} run(s) in {self.app.runs_root}/  (Enter: open; F2: Train to start one)")
+        rows = [(str(run.path), run.name, f"[{STATUS_STYLE[run.status]}]{run.status}[/]", run.method,
+                 _model_name(run.model), f"{run.step}/{run.iters}", _num(run.loss), _num(run.mle),
+                 _num(run.rto), _num(run.val_loss)) for run in runs]
+        if rows == self.shown:
+            return
+        self.shown = rows
+        keep = table.cursor_row
+        table.clear()
+        for key, *cells in rows:
+            table.add_row(*cells, key=key)
+        if runs:
+            table.move_cursor(row=min(keep, len(runs) - 1))
+
+    def action_open(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            self.app.push_screen(RunDetailScreen(Path(key)))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.push_screen(RunDetailScreen(Path(event.row_key.value)))
+
+
+def probe_table(run_dir: Path):
+    """Rows of the run's before/after probes (probe_before.json, probe_after.json), if any."""
+    found = {}
+    for label in ("before", "after"):
+        path = run_dir / f"probe_{label}.json"
+        if path.is_file():
+            found[label] = {row["position"]: row for row in json.loads(path.read_text())["rows"]}
+    positions = sorted({k for rows in found.values() for k in rows})
+    out = []
+    for k in positions:
+        cells = [str(k)]
+        for label in ("before", "after"):
+            row = found.get(label, {}).get(k)
+            cells += [f"{row['refusal_rate']:.0%}", f"{row['mean_p_refusal']:.4f}"] if row else ["-", "-"]
+        out.append(cells)
+    return out
+
+
+class RunDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("f", "follow", "Follow in Train"),
+        Binding("p", "probe", "Probe adapter"),
+        Binding("s", "stop", "Stop"),
+        Binding("u", "resume", "Resume"),
+    ]
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="detail-summary")
+        with TabbedContent(id="detail-tabs"):
+            with TabPane("Curves", id="detail-curves"):
+                yield LossChart(id="detail-chart")
+            with TabPane("Probe results", id="detail-probe"):
+                yield DataTable(id="detail-probe-table", cursor_type="row")
+            with TabPane("Config", id="detail-config"):
+                with VerticalScroll():
+                    yield Static("", id="detail-config-text", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#detail-probe-table", DataTable)
+        table.add_columns("k", "refuses before", "P before", "refuses after", "P after")
+        for cells in probe_table(self.run_dir):
+            table.add_row(*cells)
+        config = self.run_dir / "config.yaml"
+        self.query_one("#detail-config-text", Static).update(config.read_text() if config.is_file() else "")
+        self.refresh_run()
+        self.set_interval(1.0, self.refresh_run)
+
+    def refresh_run(self) -> None:
+        info = run_info(self.run_dir)
+        text = (f"[b]{info.name}[/b]  [{STATUS_STYLE[info.status]}]{info.status}[/]  step {info.step}/{info.iters}  "
+                f"{info.method}  {_model_name(info.model)}\nloss {_num(info.loss)}  MLE {_num(info.mle)}  "
+                f"RTO {_num(info.rto)}  val {_num(info.val_loss)}")
+        if info.error:
+            text += f"\n[red]{info.error}[/red]"
+        self.query_one("#detail-summary", Static).update(text)
+        self.query_one("#detail-chart", LossChart).show_rows(read_metrics(self.run_dir))
+
+    def action_follow(self) -> None:
+        self.app.pop_screen()
+        self.app.follow_run(self.run_dir)
+
+    def action_probe(self) -> None:
+        if not (self.run_dir / "adapters.safetensors").is_file():
+            self.notify("This run has no adapter yet.", severity="warning")
+            return
+        self.app.pop_screen()
+        self.app.probe_run(self.run_dir)
+
+    def action_stop(self) -> None:
+        if stop_training(self.run_dir):
+            self.notify("Stopping after the current step; a checkpoint will be written.")
+        else:
+            self.notify("This run is not running.", severity="warning")
+
+    def action_resume(self) -> None:
+        if not run_info(self.run_dir).resumable:
+            self.notify("Nothing to resume (finished, running, or no checkpoint).", severity="warning")
+            return
+        self.app.pop_screen()
+        self.app.follow_run(self.run_dir, resume_training(self.run_dir))
