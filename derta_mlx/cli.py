@@ -5,6 +5,7 @@ import sys
 
 from . import __version__
 from .commands import data as data_command
+from .commands import eval as eval_command
 from .commands import models as models_command
 from .commands import probe as probe_command
 from .commands import train as train_command
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train_command.register(commands)
     probe_command.register(commands)
+    eval_command.register(commands)
     data_command.register(commands)
     models_command.register(commands)
     tui_command.register(commands)

@@ -152,11 +152,13 @@ FIRST_REFUSAL_BUCKETS = ((1, 1, "1"), (2, 5, "2-5"), (6, 30, "6-30"), (31, 10**9
 
 
 def first_refusal_token(tokenizer, text: str):
-    """1-based token position where the refusal starts in a generated `text`, or None."""
+    """1-based token position where the refusal starts in a generated `text`, or None. A space
+    just before the refusal belongs to its token (" Sorry" is one token), so " Sorry, ..."
+    refuses at 1; a newline is a token of its own."""
     verdict = detect_refusal(text)
     if not verdict.refuses:
         return None
-    return len(continuation_ids(tokenizer, text[: verdict.start])) + 1
+    return len(continuation_ids(tokenizer, text[: verdict.start].rstrip(" "))) + 1
 
 
 def first_refusal_histogram(tokenizer, texts: Sequence[str]) -> dict:

@@ -1,7 +1,7 @@
 """What a probe needs besides the examples: the model loaded once, its template and refusal ids.
 
 `derta-mlx probe` and the TUI's Probe screen share this; base versus adapter comes from one
-load by setting the LoRA scale (see commands/probe.py `set_adapter_scale`).
+load by setting the LoRA scale (`set_adapter_scale`).
 """
 
 import json
@@ -25,7 +25,8 @@ class ProbeModel:
 
 
 def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=None,
-                     dequantize: str = "auto") -> ProbeModel:
+                     dequantize: str = "auto", template: Optional[str] = None,
+                     refusal: Optional[str] = None) -> ProbeModel:
     """The model (dequantised on a CPU, as `derta-mlx probe` does: see compute.py) with the adapter."""
     from .compute import load_for_inference
     from .loading import ensure_local, find_model
@@ -39,16 +40,27 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
             raise UserError(f"{adapter}: no adapter_config.json; is this a run directory?")
         dora = json.loads(config_file.read_text()).get("fine_tune_type") == "dora"
     ref = find_model(spec)
-    model, tokenizer, _ = load_for_inference(ensure_local(ref, notify), adapter, dequantize)
-    template = get_template(ref.template, tokenizer)
-    refusal = resolve_refusal(tokenizer, ref.refusal_rule)
+    model, tokenizer, dequantised = load_for_inference(ensure_local(ref, notify), adapter, dequantize)
+    if dequantised and notify:
+        notify("computing with the dequantised float32 weights (same values as the 4-bit kernels; --dequantize no)")
+    template = get_template(template or ref.template, tokenizer)
+    refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule)
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     return ProbeModel(model, tokenizer, template, refusal, ids, ref.spec, adapter, bool(adapter) and not dora)
 
 
-def set_adapter_enabled(probe_model: ProbeModel, enabled: bool) -> None:
-    from .commands.probe import set_adapter_scale
+def set_adapter_scale(model, scale: float) -> None:
+    """0 turns every LoRA layer off (the base model), 1 back on; the lora weights stay loaded."""
+    from mlx_lm.tuner.lora import LoRALinear
 
+    for _, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            if not hasattr(module, "_derta_scale"):
+                module._derta_scale = module.scale
+            module.scale = module._derta_scale * scale
+
+
+def set_adapter_enabled(probe_model: ProbeModel, enabled: bool) -> None:
     if probe_model.adapter:
         set_adapter_scale(probe_model.model, 1.0 if enabled else 0.0)
 

@@ -79,6 +79,8 @@ def test_first_refusal_position_in_tokens(tokenizer_of):
     assert first_refusal_token(tok, "Sorry, no.") == 1
     assert first_refusal_token(tok, "Step 1:Sorry, no.") == 1 + len(tok.encode("Step 1:", add_special_tokens=False))
     assert first_refusal_token(tok, "Sure! Step 1: open the jar.") is None
+    assert first_refusal_token(tok, " Sorry, no.") == 1  # the space is part of " Sorry"
+    assert first_refusal_token(tok, "Step 1: Sorry") == 1 + len(tok.encode("Step 1:", add_special_tokens=False))
     histogram = first_refusal_histogram(tok, ["Sorry.", "Well then, I cannot help with that.", "Sure!"])
     assert histogram == {"1": 1, "2-5": 1, "6-30": 0, ">30": 0, "no refusal": 1}
 

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ..errors import UserError
+from ..probe_setup import load_probe_model, parse_positions, read_probe_examples, set_adapter_scale
 
 EPILOG = """examples:
   derta-mlx probe --adapter runs/demo --compare-base --data derta_mlx/demo/safety_heldout.jsonl
@@ -21,29 +22,18 @@ def _notify(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def parse_positions(args, longest: int):
-    if args.every:
-        if args.every < 1:
-            raise UserError("--every must be >= 1")
-        return list(range(0, longest + 1, args.every))
-    try:
-        positions = sorted({int(p) for p in args.positions.split(",") if p.strip()})
-    except ValueError:
-        raise UserError(f"--positions must be integers separated by commas, got {args.positions!r}") from None
-    if not positions or positions[0] < 0:
-        raise UserError("--positions must be non-negative integers")
-    return positions
+def positions_of(args, examples):
+    if args.every:  # every N up to the longest response (in words), at most 64
+        longest = max(len(e.harmful_response.split()) for e in examples) if args.unit == "word" else 64
+        return parse_positions(every=args.every, longest=min(longest, 64))
+    return parse_positions(args.positions)
 
 
 def load_examples(args):
-    from ..data.formats import SafetyTriple, read_rows
     from ..probe import ProbeExample
 
     if args.data:
-        rows = [r for r in read_rows([args.data]) if isinstance(r, SafetyTriple)]
-        if not rows:
-            raise UserError(f"{args.data}: no safety triples (question, safe_response, harmful_response)")
-        return [ProbeExample(r.question, r.harmful_response, r.id) for r in rows[: args.limit]]
+        return read_probe_examples(args.data)[: args.limit]
     if not (args.question and args.harmful_response):
         raise UserError("give --question and --harmful-response, or --data FILE of safety triples")
     return [ProbeExample(args.question, args.harmful_response, "cli")]
@@ -70,51 +60,23 @@ def plot(path, variants):
     plt.close(fig)
 
 
-def set_adapter_scale(model, scale: float) -> None:
-    """0 turns every LoRA layer off (the base model), 1 back on; the lora weights stay loaded."""
-    from mlx_lm.tuner.lora import LoRALinear
-
-    for _, module in model.named_modules():
-        if isinstance(module, LoRALinear):
-            if not hasattr(module, "_derta_scale"):
-                module._derta_scale = module.scale
-            module.scale = module._derta_scale * scale
-
-
 def cmd_probe(args) -> int:
     from ..backend import reexec_with_openblas
 
     reexec_with_openblas()
-    from pathlib import Path
-
     from ..backend import describe
-    from ..compute import load_for_inference
-    from ..loading import ensure_local, find_model
     from ..probe import first_refusal_histogram, probe_examples, summarise
-    from ..refusal import resolve_refusal
-    from ..templates import get_template
 
-    ref = find_model(args.model)
-    path = ensure_local(ref, _notify)
     if args.compare_base and not args.adapter:
         raise UserError("--compare-base needs --adapter RUN")
-    if args.adapter:
-        config_file = Path(args.adapter) / "adapter_config.json"
-        if not config_file.is_file():
-            raise UserError(f"{args.adapter}: no adapter_config.json; is this a run directory?")
-        config = json.loads(config_file.read_text())
-        if config.get("fine_tune_type") == "dora" and args.compare_base:
-            raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")
     _notify(describe())
-    model, tokenizer, dequantised = load_for_inference(path, args.adapter, args.dequantize)
-    if dequantised:
-        _notify("computing with the dequantised float32 weights (same values as the 4-bit kernels; --dequantize no)")
-    template = get_template(args.template or ref.template, tokenizer)
-    refusal = resolve_refusal(tokenizer, args.refusal or ref.refusal_rule)
-    refusal_ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    loaded = load_probe_model(args.model, args.adapter, _notify, args.dequantize, args.template, args.refusal)
+    if args.compare_base and not loaded.can_compare_base:
+        raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")
+    model, tokenizer, template, refusal = loaded.model, loaded.tokenizer, loaded.template, loaded.refusal
+    refusal_ids = loaded.refusal_ids
     examples = load_examples(args)
-    longest = max(len(e.harmful_response.split()) if args.unit == "word" else 10**9 for e in examples)
-    positions = parse_positions(args, min(longest, 64) if args.every else 0)
+    positions = positions_of(args, examples)
 
     variants = {}
     if args.compare_base:

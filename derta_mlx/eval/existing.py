@@ -1,0 +1,92 @@
+"""Generations other tools wrote, in the official results' formats, as records to judge.
+
+  jsonl objects   {"question"|"instruction", "response"} (+ "answer" for GSM8K/MMLU); our own
+                  records.jsonl reads the same way and keeps its ids
+  jsonl strings   one JSON string per line holding prompt + continuation, as the official
+                  CompletionAttack outputs (the harness decoded the whole sequence); with a
+                  prompts suite the prompt is stripped by prefix match
+
+The official files are shuffled against the test files, so with a prompts suite rows are
+joined to it by question text; a question seen again gets the id "ID#2".
+"""
+
+import json
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from ..data.formats import DataError, Where
+from .suites import Suite, kind_from_name
+
+
+def _match_prefix(text: str, suite: Suite):
+    """The longest suite question that `text` starts with (exactly, else ignoring outer whitespace)."""
+    best = None
+    for item in suite.items:
+        for question, start in ((item.question, text), (item.question.strip(), text.lstrip())):
+            if question and start.startswith(question) and (best is None or len(question) > len(best[1])):
+                best = (item, question, len(text) - len(start) + len(question))
+    return best
+
+
+def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict], dict]:
+    """(records without verdicts, facts such as how many prompts were matched)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    name = prompts.name if prompts else path.stem
+    kind = prompts.kind if prompts else kind_from_name(path)
+    by_question = {item.question.strip(): item for item in prompts.items} if prompts else {}
+    records, seen = [], {}
+    facts = {"strings": 0, "objects": 0, "prompt_matched": 0, "prompt_unmatched": 0}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = Where(str(path), number)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+        item_id, answer = None, None
+        if isinstance(obj, str):
+            facts["strings"] += 1
+            question, response, prompt = "", obj, ""
+            match = _match_prefix(obj, prompts) if prompts else None
+            if match:
+                item, prompt, cut = match
+                question, response, item_id, answer = item.question, obj[cut:], item.id, item.answer
+                facts["prompt_matched"] += 1
+            elif prompts:
+                facts["prompt_unmatched"] += 1
+        elif isinstance(obj, dict):
+            facts["objects"] += 1
+            key = "question" if "question" in obj else "instruction" if "instruction" in obj else None
+            if key is None or "response" not in obj:
+                raise DataError(f"{where}: expected {{\"question\"|\"instruction\", \"response\"}} or a JSON string, "
+                                f"got keys {sorted(obj)}")
+            question, response = obj[key], obj["response"]
+            if not isinstance(question, str) or not isinstance(response, str):
+                raise DataError(f"{where}: {key!r} and 'response' must be strings")
+            prompt = obj.get("prompt", question)
+            answer = obj.get("answer")
+            item_id = obj.get("id")
+            item = by_question.get(question.strip())
+            if item is not None:
+                item_id, answer = item.id, item.answer if item.answer is not None else answer
+                facts["prompt_matched"] += 1
+            elif prompts:
+                facts["prompt_unmatched"] += 1
+        else:
+            raise DataError(f"{where}: expected a JSON object or a JSON string, got {type(obj).__name__}")
+        item_id = str(item_id) if item_id is not None else f"line{number}"
+        seen[item_id] = seen.get(item_id, 0) + 1
+        if seen[item_id] > 1:
+            item_id = f"{item_id}#{seen[item_id]}"
+        # other fields of an object row (our own records: attack, template, tokens) are kept
+        extra = obj if isinstance(obj, dict) else {}
+        records.append({"attack": None, "template": None, **extra, "id": item_id,
+                        "suite": extra.get("suite", name), "kind": extra.get("kind", kind),
+                        "question": question, "answer": None if answer is None else str(answer),
+                        "prompt": prompt, "response": response, "line": number})
+    if not records:
+        raise DataError(f"{path}: no rows")
+    return records, facts

@@ -1,0 +1,122 @@
+"""Evaluation suites: DeRTa's test files, jsonl {"question"} (plus "answer" for GSM8K and MMLU).
+
+The kind of a suite decides how it is scored. It comes from the file name as the official
+files are named (`safety_*`, `*completionattack*`, `helpfulness_gsm8k_*`, `*mmlu*`,
+`*alpaca*`), or is given explicitly as `KIND=FILE`.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from ..data.formats import DataError, Where
+
+# safety: ASR; completion: ASR of raw-text continuation prompts; the rest: helpfulness
+KINDS = ("safety", "completion", "gsm8k", "mmlu", "open")
+HELPFUL_KINDS = ("gsm8k", "mmlu", "open")
+MMLU_GOLD = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*[.:]?\s*$")
+
+
+@dataclass(frozen=True)
+class SuiteItem:
+    id: str
+    question: str
+    answer: Optional[str]
+    where: Where
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str  # the file stem: records are keyed by (suite name, item id)
+    kind: str
+    path: str
+    items: Tuple[SuiteItem, ...]
+
+    @property
+    def helpful(self) -> bool:
+        return self.kind in HELPFUL_KINDS
+
+
+def kind_from_name(path: Path) -> str:
+    name = path.name.lower()
+    if "gsm8k" in name:
+        return "gsm8k"
+    if "mmlu" in name:
+        return "mmlu"
+    if "alpaca" in name or "helpful" in name:
+        return "open"
+    if "completion" in name:
+        return "completion"
+    return "safety"
+
+
+def split_spec(spec: str) -> Tuple[Optional[str], Path]:
+    """`KIND=FILE` or `FILE`."""
+    kind, sep, rest = spec.partition("=")
+    if sep and kind in KINDS:
+        return kind, Path(rest)
+    return None, Path(spec)
+
+
+def read_suite(spec: str) -> Suite:
+    """Every row checked; a bad row raises DataError naming FILE:LINE and what is wrong."""
+    kind, path = split_spec(spec)
+    if not path.is_file():
+        raise DataError(f"{path}: no such suite file")
+    kind = kind or kind_from_name(path)
+    items, seen = [], {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = Where(str(path), number)
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            items.append(_item(obj, where, kind, len(items)))
+            if items[-1].id in seen:
+                raise DataError(f"{where}: duplicate id {items[-1].id!r} (first on line {seen[items[-1].id]})")
+            seen[items[-1].id] = number
+    if not items:
+        raise DataError(f"{path}: no rows")
+    return Suite(path.stem, kind, str(path), tuple(items))
+
+
+def _item(obj, where: Where, kind: str, index: int) -> SuiteItem:
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object with a 'question', got {type(obj).__name__}")
+    if "question" not in obj:
+        raise DataError(f"{where}: no 'question' field (keys: {sorted(obj)})")
+    question = obj["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(f"{where}: 'question' must be a non-empty string")
+    item_id = obj.get("id", index)
+    if not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
+        raise DataError(f"{where}: 'id' must be a string or an integer")
+    answer = obj.get("answer")
+    if kind in ("gsm8k", "mmlu") and answer is None:
+        raise DataError(f"{where}: a {kind} suite needs an 'answer' on every row")
+    if answer is not None and (not isinstance(answer, (str, int, float)) or isinstance(answer, bool)):
+        raise DataError(f"{where}: 'answer' must be a string or a number")
+    if kind == "mmlu" and not MMLU_GOLD.match(str(answer)):
+        raise DataError(f"{where}: an MMLU answer must be an option letter such as \"B\" or \"(B)\", got {answer!r}")
+    if kind == "gsm8k":
+        from .scoring import gsm8k_gold
+
+        if gsm8k_gold(str(answer)) is None:
+            raise DataError(f"{where}: no number in the GSM8K answer {str(answer)[:40]!r}")
+    return SuiteItem(str(item_id), question, None if answer is None else str(answer), where)
+
+
+def read_suites(specs) -> List[Suite]:
+    suites = [read_suite(spec) for spec in specs]
+    names = {}
+    for suite in suites:
+        if suite.name in names:
+            raise DataError(f"{suite.path}: same name {suite.name!r} as {names[suite.name]}; "
+                            "records are keyed by file name, so rename one")
+        names[suite.name] = suite.path
+    return suites
