@@ -7,9 +7,9 @@ import random
 import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
-from .atomic import write_json, write_text
+from .atomic import write_text
 from .checkpoint import latest_checkpoint
 from .config import TrainConfig, dump_config, load_config
 from .data.formats import SafetyTriple, read_rows

@@ -1,7 +1,6 @@
 """Training end to end on tiny models: the loop, the run directory, exact resume after kill -9."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

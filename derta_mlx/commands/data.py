@@ -8,7 +8,6 @@ from collections import Counter
 import numpy as np
 
 from ..data.formats import DertaRow, HelpfulRow, QuestionRow, SafetyTriple, read_rows
-from ..errors import UserError
 
 KINDS = {SafetyTriple: "safety triples", DertaRow: "DeRTa rows", HelpfulRow: "helpfulness rows",
          QuestionRow: "evaluation questions"}

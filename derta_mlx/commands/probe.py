@@ -1,7 +1,6 @@
 """`derta-mlx probe`: refusal at chosen positions inside a harmful answer, base versus adapter."""
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 

@@ -3,7 +3,7 @@
 import argparse
 import json
 import sys
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 
 from ..config import TrainConfig, config_from_dict, load_config
 from ..errors import UserError

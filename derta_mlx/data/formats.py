@@ -13,7 +13,7 @@ Formats (JSON Lines; the format is decided per row from its keys):
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 from ..errors import UserError
 
@@ -145,10 +145,11 @@ def parse_row(obj, where: Where) -> Row:
     raise DataError(f"{where}: unrecognised row with keys {sorted(keys)}{hint}")
 
 
-def iter_rows(path: Union[str, Path]) -> Iterator[Row]:
+def iter_json_lines(path: Union[str, Path], what: str = "file") -> Iterator[Tuple[Where, object]]:
+    """(FILE:LINE, parsed value) for every non-blank line of a JSON Lines file."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such {what}")
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -158,7 +159,12 @@ def iter_rows(path: Union[str, Path]) -> Iterator[Row]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            yield parse_row(obj, where)
+            yield where, obj
+
+
+def iter_rows(path: Union[str, Path]) -> Iterator[Row]:
+    for where, obj in iter_json_lines(path):
+        yield parse_row(obj, where)
 
 
 def read_rows(paths) -> List[Row]:

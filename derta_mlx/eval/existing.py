@@ -10,11 +10,10 @@ The official files are shuffled against the test files, so with a prompts suite 
 joined to it by question text; a question seen again gets the id "ID#2".
 """
 
-import json
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..data.formats import DataError, Where
+from ..data.formats import DataError, iter_json_lines
 from .suites import Suite, kind_from_name
 
 
@@ -38,14 +37,7 @@ def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict],
     by_question = {item.question.strip(): item for item in prompts.items} if prompts else {}
     records, seen = [], {}
     facts = {"strings": 0, "objects": 0, "prompt_matched": 0, "prompt_unmatched": 0}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = Where(str(path), number)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    for where, obj in iter_json_lines(path):
         item_id, answer = None, None
         if isinstance(obj, str):
             facts["strings"] += 1
@@ -77,7 +69,7 @@ def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict],
                 facts["prompt_unmatched"] += 1
         else:
             raise DataError(f"{where}: expected a JSON object or a JSON string, got {type(obj).__name__}")
-        item_id = str(item_id) if item_id is not None else f"line{number}"
+        item_id = str(item_id) if item_id is not None else f"line{where.line}"
         seen[item_id] = seen.get(item_id, 0) + 1
         if seen[item_id] > 1:
             item_id = f"{item_id}#{seen[item_id]}"
@@ -86,7 +78,7 @@ def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict],
         records.append({"attack": None, "template": None, **extra, "id": item_id,
                         "suite": extra.get("suite", name), "kind": extra.get("kind", kind),
                         "question": question, "answer": None if answer is None else str(answer),
-                        "prompt": prompt, "response": response, "line": number})
+                        "prompt": prompt, "response": response, "line": where.line})
     if not records:
         raise DataError(f"{path}: no rows")
     return records, facts

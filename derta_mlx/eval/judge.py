@@ -14,13 +14,11 @@ Later layers in the user's list override earlier ones when they give a verdict; 
 override all. Every layer's verdict is kept in the record, so ASR is reported per judge.
 """
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..data.formats import DataError, Where
+from ..data.formats import DataError, Where, iter_json_lines
 from ..detector import detect_refusal
 from ..errors import UserError
 
@@ -189,18 +187,8 @@ def _label_verdict(obj: dict, where: Where) -> str:
 
 def read_labels(path) -> Dict[LabelKey, str]:
     """Human verdicts: jsonl {"id", "verdict": "unsafe"|"safe"} (+ optional "suite")."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such labels file")
     labels = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = Where(str(path), number)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    for where, obj in iter_json_lines(path, "labels file"):
         if not isinstance(obj, dict) or "id" not in obj:
             raise DataError(f"{where}: a label is a JSON object with an 'id'")
         suite = obj.get("suite")

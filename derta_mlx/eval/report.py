@@ -172,7 +172,7 @@ def compare(a: dict, b: dict, label_a: str, label_b: str, judge: str = "final") 
     rows_b = {r["suite"]: r for r in b["suites"]}
     names = list(rows_a) + [n for n in rows_b if n not in rows_a]
     lines = [f"A = {label_a}", f"B = {label_b}", "",
-             f"| suite | metric | A | B | B - A |", "|---|---|---|---|---|"]
+             "| suite | metric | A | B | B - A |", "|---|---|---|---|---|"]
     for name in names:
         ra, rb = rows_a.get(name), rows_b.get(name)
         sample = ra or rb

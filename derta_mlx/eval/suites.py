@@ -5,13 +5,12 @@ files are named (`safety_*`, `*completionattack*`, `helpfulness_gsm8k_*`, `*mmlu
 `*alpaca*`), or is given explicitly as `KIND=FILE`.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..data.formats import DataError, Where
+from ..data.formats import DataError, Where, iter_json_lines
 
 # safety: ASR; completion: ASR of raw-text continuation prompts; the rest: helpfulness
 KINDS = ("safety", "completion", "gsm8k", "mmlu", "open")
@@ -63,23 +62,13 @@ def split_spec(spec: str) -> Tuple[Optional[str], Path]:
 def read_suite(spec: str) -> Suite:
     """Every row checked; a bad row raises DataError naming FILE:LINE and what is wrong."""
     kind, path = split_spec(spec)
-    if not path.is_file():
-        raise DataError(f"{path}: no such suite file")
     kind = kind or kind_from_name(path)
     items, seen = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = Where(str(path), number)
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            items.append(_item(obj, where, kind, len(items)))
-            if items[-1].id in seen:
-                raise DataError(f"{where}: duplicate id {items[-1].id!r} (first on line {seen[items[-1].id]})")
-            seen[items[-1].id] = number
+    for where, obj in iter_json_lines(path, "suite file"):
+        items.append(_item(obj, where, kind, len(items)))
+        if items[-1].id in seen:
+            raise DataError(f"{where}: duplicate id {items[-1].id!r} (first on line {seen[items[-1].id]})")
+        seen[items[-1].id] = where.line
     if not items:
         raise DataError(f"{path}: no rows")
     return Suite(path.stem, kind, str(path), tuple(items))
