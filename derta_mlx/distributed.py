@@ -43,6 +43,10 @@ class World:
             return [value]
         return mx.distributed.all_gather(mx.array([value], dtype=mx.float32), group=self.group).tolist()
 
+    def barrier(self) -> None:
+        if self.size > 1:
+            mx.eval(self.sum(mx.array(0)))
+
     def any(self, flag: bool) -> bool:
         """True on every rank when it is true on one (a stop asked on any rank stops all)."""
         if self.size == 1:
@@ -61,6 +65,15 @@ def current_world() -> World:
     if group.size() == 1:
         return SINGLE
     return World(group, group.rank(), group.size())
+
+
+def check_not_a_rank(launching: bool) -> None:
+    """A rank must train, never launch more ranks (which would launch more, and so on)."""
+    import os
+
+    if launching and "MLX_RANK" in os.environ:
+        raise UserError("--ranks/--hosts given inside a rank started by mlx.launch; run `derta-mlx train` "
+                        "there without them")
 
 
 def check_batch(batch_size: int, world: World) -> None:

@@ -76,16 +76,16 @@ def read_probe_examples(path) -> list:
     return [ProbeExample(r.question, r.harmful_response, r.id) for r in rows]
 
 
-def parse_positions(text: str = "", every: int = 0, longest: int = 64) -> List[int]:
-    """Positions from "0,5,10" or every N up to `longest`."""
+def parse_positions(text: str = "", every: int = 0, longest: int = 64, prefix: str = "") -> List[int]:
+    """Positions from "0,5,10" or every N up to `longest`; errors name `prefix`+field ("--")."""
     if every:
         if every < 1:
-            raise UserError("every must be >= 1")
+            raise UserError(f"{prefix}every must be >= 1")
         return list(range(0, longest + 1, every))
     try:
         positions = sorted({int(p) for p in text.split(",") if p.strip()})
     except ValueError:
-        raise UserError(f"positions must be integers separated by commas, got {text!r}") from None
+        raise UserError(f"{prefix}positions must be integers separated by commas, got {text!r}") from None
     if not positions or positions[0] < 0:
-        raise UserError("positions must be non-negative integers")
+        raise UserError(f"{prefix}positions must be non-negative integers")
     return positions

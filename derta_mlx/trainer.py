@@ -238,6 +238,7 @@ def train(
         if stopped and step > 0:
             log.flush()
             save(step)
+    world.barrier()  # no rank may exit (mlx.launch would end the rest) before rank 0 has saved
     result = {"step": step, "stopped": stopped, "trained_tokens": tokens_total}
     on_report(Report("done", step, cfg.iters, result))
     return result

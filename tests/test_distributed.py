@@ -135,3 +135,38 @@ def test_kill_one_rank_then_resume(tiny_dir, tmp_path):
     assert max_difference(run, tmp_path / "whole") < TOLERANCE
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
+
+
+def test_abbreviated_or_conflicting_launch_flags_are_refused(tmp_path):
+    out = derta("--rank", "2", "--out", str(tmp_path / "r"))  # would reach the ranks verbatim
+    assert out.returncode == 2 and "unrecognized arguments: --rank" in out.stderr
+    hosts = tmp_path / "hosts.json"
+    hosts.write_text('[{"ssh": "a", "ips": ["127.0.0.1"]}]')
+    out = derta("--ranks", "2", "--hosts", str(hosts), "--out", str(tmp_path / "r"))
+    assert out.returncode == 2 and "not allowed with argument" in out.stderr
+    inside = subprocess.run([sys.executable, "-m", "derta_mlx", "train", "--ranks", "2", "--out", str(tmp_path / "r")],
+                            capture_output=True, text=True, env={**os.environ, "MLX_RANK": "1"})
+    assert inside.returncode == 2 and "inside a rank started by mlx.launch" in inside.stderr
+
+
+@pytest.mark.slow
+def test_sigint_to_rank_0_stops_every_rank_with_a_checkpoint(tiny_dir, tmp_path):
+    """What the TUI's Stop and Ctrl-C do: rank 0 stops after its step, all ranks stop with it."""
+    model, data = tiny_dir("llama3"), triples(tmp_path / "d.jsonl")
+    run = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "derta_mlx", "train", "--ranks", "2",
+                                 *train_args(model, data, run, 40)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "latest").exists():
+        assert launcher.poll() is None and time.time() < deadline, launcher.stderr.read()
+        time.sleep(0.2)
+    os.kill(rank_pid(0), signal.SIGINT)
+    stdout, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, stderr
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "stopped" and 0 < status["step"] < 40
+    assert f"Resume on the same ranks with: derta-mlx train --ranks 2 --resume {run}" in stderr
+    assert "error" not in stderr
+    checkpoint = (run / "checkpoints" / "latest").read_text().strip()
+    assert checkpoint == f"step-{status['step']:07d}"

@@ -134,10 +134,10 @@ def cmd_run(args) -> int:
     from ..backend import reexec_with_openblas
 
     reexec_with_openblas()
-    from mlx_lm import load as mlx_load
 
     from ..atomic import write_json, write_text
-    from ..eval.generate import RECORDS, generate_records, latest_by_key, maybe_dequantize, read_records, record_key
+    from ..compute import load_for_inference
+    from ..eval.generate import RECORDS, generate_records, latest_by_key, read_records, record_key
     from ..eval.judge import parse_judges
     from ..eval.pipeline import Settings, build_jobs, judge_records, record_maker
     from ..eval.prompts import resolve_template
@@ -161,9 +161,7 @@ def cmd_run(args) -> int:
     check_settings(out_dir, settings)
     labels, labels_path = load_labels(args, out_dir)
     path = ensure_local(ref, _notify)
-    model, tokenizer = mlx_load(str(path), adapter_path=args.adapter)
-    model = maybe_dequantize(model, args.dequantize)
-    model.eval()
+    model, tokenizer, _ = load_for_inference(path, args.adapter, args.dequantize)
     template = resolve_template(args.template, ref.template, tokenizer)
     jobs, bases = build_jobs(suites, tokenizer, Settings(template, args.attack))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ def _notify(message: str) -> None:
 def positions_of(args, examples):
     if args.every:  # every N up to the longest response (in words), at most 64
         longest = max(len(e.harmful_response.split()) for e in examples) if args.unit == "word" else 64
-        return parse_positions(every=args.every, longest=min(longest, 64))
-    return parse_positions(args.positions)
+        return parse_positions(every=args.every, longest=min(longest, 64), prefix="--")
+    return parse_positions(args.positions, prefix="--")
 
 
 def load_examples(args):
@@ -68,6 +68,10 @@ def cmd_probe(args) -> int:
 
     if args.compare_base and not args.adapter:
         raise UserError("--compare-base needs --adapter RUN")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    if not args.every:
+        parse_positions(args.positions, prefix="--")  # a bad list is reported before the model loads
     _notify(describe())
     loaded = load_probe_model(args.model, args.adapter, _notify, args.dequantize, args.template, args.refusal)
     if args.compare_base and not loaded.can_compare_base:

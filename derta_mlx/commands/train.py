@@ -144,19 +144,20 @@ def cmd_launch(args) -> int:
     """--ranks/--hosts: this process only starts `mlx.launch` and watches it."""
     from pathlib import Path
 
-    from ..distributed import World, check_batch
+    from ..distributed import World, check_not_a_rank
     from ..ranks import count_hosts, run_ranks, strip_launch_flags
+    from ..train_job import start_or_resume
 
     if args.ranks is not None and args.ranks < 1:
         raise UserError("--ranks must be >= 1")
+    check_not_a_rank(True)
     cfg = None if args.resume else config_from_args(args)
     run_dir = args.resume or (cfg.adapter_path if cfg else None)
     if not run_dir:
         raise UserError("a data-parallel run needs --out RUN (every rank writes to, and resumes from, the same one)")
-    if cfg:
-        cfg.validate()
-    batch_size = cfg.batch_size if cfg else load_config(Path(run_dir) / "config.yaml").batch_size
-    check_batch(batch_size, World(None, 0, args.ranks or count_hosts(args.hosts)))
+    # The checks rank 0 would make (batch divides, run directory new, checkpoint to resume),
+    # made here once, before any rank starts.
+    start_or_resume(cfg, args.resume, World(None, 0, args.ranks or count_hosts(args.hosts)))
     return run_ranks(strip_launch_flags(args.argv[1:]), Path(run_dir), args.ranks, args.hosts, args.backend)
 
 
@@ -187,8 +188,8 @@ def cmd_train(args) -> int:
         import signal
 
         signal.signal(signal.SIGINT, previous)
-    if not main_rank:
-        return 130 if results["summary"]["stopped"] else 0
+    if not main_rank:  # rank 0 reports the stop; a non-zero exit here would make mlx.launch end it
+        return 0
     run_dir = results["run_dir"]
     facts = results["facts"]
     if results["summary"]["stopped"]:
@@ -215,13 +216,15 @@ def register(commands) -> None:
         description="Train a LoRA/DoRA adapter with DeRTa (MLE with a harmful prefix + Reinforced "
         "Transition Optimization) or one of its ablations. Every flag has a YAML twin for --config.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # `--rank 2` must not pass for --ranks: the ranks get the rest verbatim
     )
     parser.add_argument("--config", help="YAML file of settings (flags given here override it)")
     parser.add_argument("--out", help="run directory (default runs/<model>-<method>-<time>)")
     parser.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
-    parser.add_argument("--ranks", type=int, metavar="N",
+    launch = parser.add_mutually_exclusive_group()
+    launch.add_argument("--ranks", type=int, metavar="N",
                         help="data-parallel over N processes on this machine (through mlx.launch)")
-    parser.add_argument("--hosts", metavar="FILE", help="data-parallel over the Macs in an mlx.launch hostfile")
+    launch.add_argument("--hosts", metavar="FILE", help="data-parallel over the Macs in an mlx.launch hostfile")
     parser.add_argument("--backend", default="ring", choices=("ring", "mpi"),
                         help="mlx.launch backend for --ranks/--hosts (default ring)")
     add_config_flags(parser)

@@ -84,21 +84,6 @@ def append_records(path: Path, records: Sequence[dict]) -> None:
         os.close(fd)
 
 
-def maybe_dequantize(model, mode: str = "auto"):
-    """On a CPU, 4-bit kernels are ~10x slower than float32 matmuls with OpenBLAS: decode with the
-    dequantised weights (the same values). Never on a GPU unless asked."""
-    import mlx.core as mx
-    import mlx.nn as nn
-    from mlx_lm.utils import dequantize_model
-
-    wanted = mode == "yes" or (mode == "auto" and mx.default_device() == mx.cpu)
-    quantised = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
-    if wanted and quantised:
-        model = dequantize_model(model)
-        model.set_dtype(mx.float32)
-    return model
-
-
 def generate_records(model, tokenizer, jobs: Sequence[Job], path, make_record: Callable[[Job, str, int], dict],
                      batch_size: int = 8, max_tokens: int = 128,
                      on_batch: Optional[Callable[[int, int, GenerationStats], None]] = None) -> GenerationStats:

@@ -96,14 +96,9 @@ class LLMJudge:
 
 
 def load_llm_judge(spec: str, cache_path, notify=None, dequantize: str = "auto") -> LLMJudge:
-    from mlx_lm import load as mlx_load
-
+    from ..compute import load_for_inference
     from ..loading import ensure_local, find_model
-    from .generate import maybe_dequantize
 
     ref = find_model(spec)
-    path = ensure_local(ref, notify)
-    model, tokenizer = mlx_load(str(path))
-    model = maybe_dequantize(model, dequantize)
-    model.eval()
+    model, tokenizer, _ = load_for_inference(ensure_local(ref, notify), dequantize=dequantize)
     return LLMJudge(model, tokenizer, ref.spec, cache_path)
