@@ -106,18 +106,24 @@ def rank_pid(rank: int):
     return None
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the rank's process through /proc")
-def test_kill_one_rank_then_resume(tiny_dir, tmp_path):
-    model, data = tiny_dir("llama3"), triples(tmp_path / "d.jsonl")
-    run = tmp_path / "run"
+def start_two_ranks(model, data, run: Path, iters: int) -> subprocess.Popen:
+    """`derta-mlx train --ranks 2` in the background, returned once its first checkpoint exists."""
     launcher = subprocess.Popen([sys.executable, "-m", "derta_mlx", "train", "--ranks", "2",
-                                 *train_args(model, data, run, 8)], stdin=subprocess.DEVNULL,
+                                 *train_args(model, data, run, iters)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (run / "checkpoints" / "latest").exists():
         assert launcher.poll() is None and time.time() < deadline, launcher.stderr.read()
         time.sleep(0.2)
+    return launcher
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the rank's process through /proc")
+def test_kill_one_rank_then_resume(tiny_dir, tmp_path):
+    model, data = tiny_dir("llama3"), triples(tmp_path / "d.jsonl")
+    run = tmp_path / "run"
+    launcher = start_two_ranks(model, data, run, 8)
     pid = rank_pid(1)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -154,13 +160,7 @@ def test_sigint_to_rank_0_stops_every_rank_with_a_checkpoint(tiny_dir, tmp_path)
     """What the TUI's Stop and Ctrl-C do: rank 0 stops after its step, all ranks stop with it."""
     model, data = tiny_dir("llama3"), triples(tmp_path / "d.jsonl")
     run = tmp_path / "run"
-    launcher = subprocess.Popen([sys.executable, "-m", "derta_mlx", "train", "--ranks", "2",
-                                 *train_args(model, data, run, 40)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (run / "checkpoints" / "latest").exists():
-        assert launcher.poll() is None and time.time() < deadline, launcher.stderr.read()
-        time.sleep(0.2)
+    launcher = start_two_ranks(model, data, run, 40)
     os.kill(rank_pid(0), signal.SIGINT)
     stdout, stderr = launcher.communicate(timeout=120)
     assert launcher.returncode == 130, stderr
