@@ -16,6 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from derta_mlx.atomic import write_json  # noqa: E402  (results are written atomically)
+
 MEASURE = r"""
 import json, sys, time
 import mlx.core as mx
@@ -65,7 +67,7 @@ def main() -> None:
         values = [results["gflops"][n][kind] for n in names]
         print(f"{kind:<16}" + "".join(f"{v:>17.1f}" for v in values) + f"   {max(values) / values[0]:>11.1f}x")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

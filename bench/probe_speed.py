@@ -15,7 +15,6 @@ Examples:
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from derta_mlx.atomic import write_json  # noqa: E402  (results are written atomically)
 
 # A mild, non-actionable stand-in for a harmful answer, long enough for any T we time.
 RESPONSE = " ".join(
@@ -133,7 +134,7 @@ def main(argv=None) -> None:
     }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print(f"wrote {out}")
 
 

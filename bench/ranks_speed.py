@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from derta_mlx.atomic import write_json  # noqa: E402  (results are written atomically)
+
 
 def mild_triples(path: Path, n: int = 32) -> Path:
     path.write_text("".join(json.dumps({
@@ -90,9 +92,9 @@ def main(argv=None) -> None:
         print(f"{ranks:>5} {rate[ranks]:>9.1f} {peaks:>22} {rate[ranks] / rate[1]:>9.2f}x")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": args.model, "settings": vars(args), "results": results,
-                               "median_tokens_per_sec": rate, "ratio_2_vs_1": rate[2] / rate[1],
-                               "platform": platform.platform(), "cpus": os.cpu_count()}, indent=2) + "\n")
+    write_json(out, {"model": args.model, "settings": vars(args), "results": results,
+                     "median_tokens_per_sec": rate, "ratio_2_vs_1": rate[2] / rate[1],
+                     "platform": platform.platform(), "cpus": os.cpu_count()})
     print(f"wrote {out}")
 
 

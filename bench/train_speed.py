@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from derta_mlx import backend  # noqa: E402  (light: no mlx import)
+from derta_mlx.atomic import write_json  # noqa: E402
 
 
 # --- data: mild synthetic triples ------------------------------------------------------------
@@ -554,7 +555,7 @@ def main(argv=None) -> None:
     }
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(path, out)
     print(f"wrote {path}")
 
 

@@ -181,7 +181,7 @@ def train(
                 whole = pad_batch(rows)
                 kept = keep_rto_targets(whole.terms, cfg.rto_keep, cfg.seed, micro)
                 mine = world.shard(rows)
-                batch = pad_batch(rows[mine])
+                batch = whole if world.size == 1 else pad_batch(rows[mine])
                 batches.append((batch, kept[mine, : batch.inputs.shape[1]], kept))
                 tokens_total += whole.tokens
                 window["tokens"] += whole.tokens
