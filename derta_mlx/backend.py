@@ -57,25 +57,55 @@ def find_openblas() -> Optional[str]:
     return next((c for c in candidates if c and _loads(c)), None)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """On glibc, keep freed buffers in the heap instead of handing them back to the kernel.
+
+    MLX's CPU backend mallocs every array and frees it when done; glibc serves big blocks with
+    mmap and unmaps them on free, so every step of training faulted in fresh zeroed pages for
+    every activation (~300k page faults and ~1 s of kernel time per step on bench/vs_torch.py's
+    39m shape, and a 130 MB add took 100 ms instead of 7). Serving them from the heap and never
+    trimming it reuses the pages; the process keeps its peak size, which training reaches anyway.
+    Returns whether the setting took."""
+    if not sys.platform.startswith("linux") or os.environ.get("DERTA_MLX_MALLOC", "").lower() == "default":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
 def openblas_preloaded() -> bool:
     return "openblas" in os.environ.get("LD_PRELOAD", "")
+
+
+def preload_env() -> dict:
+    """Environment entries that make a new process compute with OpenBLAS ({} when none loads)."""
+    library = find_openblas() if sys.platform.startswith("linux") else None
+    if library is None or openblas_preloaded():
+        return {}
+    return {_MARK: "1", "LD_PRELOAD": ":".join(p for p in (library, os.environ.get("LD_PRELOAD")) if p)}
 
 
 def reexec_with_openblas(script: Optional[str] = None) -> None:
     """On Linux, restart this process once with OpenBLAS preloaded when it is installed.
 
     It restarts `python -m derta_mlx` (the CLI) with the same arguments, or `python SCRIPT`
-    for a benchmark script."""
-    if not sys.platform.startswith("linux") or os.environ.get(_MARK):
+    for a benchmark script. The process that goes on also keeps freed memory (see above)."""
+    if not sys.platform.startswith("linux"):
+        return
+    keep_freed_memory()
+    if os.environ.get(_MARK):
         return
     if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference" or openblas_preloaded():
         return
-    library = find_openblas()
-    if library is None:
+    extra = preload_env()
+    if not extra:
         return
-    env = dict(os.environ)
-    env[_MARK] = "1"
-    env["LD_PRELOAD"] = ":".join(p for p in (library, env.get("LD_PRELOAD")) if p)
+    env = {**os.environ, **extra}
     sys.stdout.flush()
     sys.stderr.flush()
     command = [str(Path(script).resolve())] if script else ["-m", "derta_mlx"]

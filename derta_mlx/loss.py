@@ -17,8 +17,10 @@ of the whole batch, and a batch with no supervised token gives 0, never NaN.
 from dataclasses import dataclass
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+
+from .cross_entropy import cross_entropy
+from .logits import logits_at
 
 from .data.instances import IGNORE, MLE, RTO
 
@@ -63,7 +65,7 @@ def count_targets(terms: np.ndarray) -> Counts:
 
 def term_sums(logits: mx.array, targets: mx.array, terms: mx.array):
     """Summed cross-entropy of the MLE and the RTO positions."""
-    ce = nn.losses.cross_entropy(logits.astype(mx.float32), mx.maximum(targets, 0), reduction="none")
+    ce = cross_entropy(logits, mx.maximum(targets, 0))
     ce = mx.where(targets == IGNORE, 0.0, ce)
     mle = (ce * (terms == MLE)).sum()
     rto = (ce * (terms == RTO)).sum()
@@ -79,7 +81,17 @@ def term_scales(counts: Counts, config: LossConfig):
     return 1.0 / max(counts.mle, 1), w / max(counts.rto, 1)
 
 
-def batch_loss(model, inputs, targets, terms, scales):
-    """(loss, (mle_sum, rto_sum)) of one micro-batch; `scales` = mx.array([a, b]) from term_scales."""
-    mle_sum, rto_sum = term_sums(model(inputs), targets, terms)
+def supervised(targets: np.ndarray, terms: np.ndarray):
+    """(positions, targets, terms) at the supervised positions of a (B, L) batch: positions index
+    the flattened batch, and only there does the loss need logits (see logits.py)."""
+    positions = np.flatnonzero(terms.reshape(-1)).astype(np.int32)
+    if positions.size == 0:  # keep the shapes non-empty: one position, scored by neither term
+        return np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, terms.dtype)
+    return positions, targets.reshape(-1)[positions], terms.reshape(-1)[positions]
+
+
+def batch_loss(model, inputs, positions, targets, terms, scales):
+    """(loss, (mle_sum, rto_sum)) of one micro-batch, from `supervised`'s positions, targets and
+    terms; `scales` = mx.array([a, b]) from term_scales."""
+    mle_sum, rto_sum = term_sums(logits_at(model, inputs, positions), targets, terms)
     return scales[0] * mle_sum + scales[1] * rto_sum, (mle_sum, rto_sum)

@@ -23,13 +23,14 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from .atomic import save_safetensors, write_json
+from .backend import keep_freed_memory
 from .checkpoint import ResumeState, restore, save_checkpoint
 from .compute import dequantize_if_wanted, is_quantised
 from .config import TrainConfig
 from .data.batches import BatchOrder, pad_batch
 from .data.instances import Instance
 from .distributed import World, check_batch, current_world
-from .loss import Counts, LossConfig, batch_loss, count_targets, keep_rto_targets, term_sums, term_scales
+from .loss import Counts, LossConfig, batch_loss, count_targets, keep_rto_targets, supervised, term_scales
 
 
 @dataclass
@@ -93,7 +94,8 @@ def make_optimizer(cfg: TrainConfig):
 
 
 def _to_mx(batch, terms):
-    return mx.array(batch.inputs), mx.array(batch.targets), mx.array(terms)
+    """batch_loss's arrays: the inputs and the supervised positions' targets and terms."""
+    return (mx.array(batch.inputs), *map(mx.array, supervised(batch.targets, terms)))
 
 
 def evaluate(model, instances: List[Instance], cfg: TrainConfig) -> dict:
@@ -106,8 +108,7 @@ def evaluate(model, instances: List[Instance], cfg: TrainConfig) -> dict:
     counts = Counts(0, 0)
     for start in range(0, n, cfg.batch_size):
         batch = pad_batch(instances[start : min(start + cfg.batch_size, n)])
-        inputs, targets, terms = _to_mx(batch, batch.terms)
-        m, r = term_sums(model(inputs), targets, terms)
+        m, r = batch_loss(model, *_to_mx(batch, batch.terms), mx.ones((2,)))[1]
         mle += m.item()
         rto += r.item()
         c = count_targets(batch.terms)
@@ -134,6 +135,7 @@ def train(
     Under `mlx.launch` (see distributed.py) each rank trains on its share of every batch, the
     gradients are summed across ranks, and only rank 0 writes or reports.
     """
+    keep_freed_memory()  # a no-op after the CLI's start-up; here for library callers
     world = world or current_world()
     check_batch(cfg.batch_size, world)
     loss_config = LossConfig(cfg.rto_weight, cfg.rto_keep, cfg.reduction)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from derta_mlx.data.instances import IGNORE, MLE, RTO
-from derta_mlx.loss import Counts, LossConfig, batch_loss, count_targets, keep_rto_targets, term_scales, term_sums
+from derta_mlx.loss import (Counts, LossConfig, batch_loss, count_targets, keep_rto_targets, supervised, term_scales,
+                            term_sums)
 
 
 class Table(nn.Module):
@@ -26,6 +27,11 @@ TABLE = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]))
 INPUTS = np.array([[0, 1, 2, 0]], dtype=np.int32)
 TARGETS = np.array([[1, 2, IGNORE, 0]], dtype=np.int32)
 TERMS = np.array([[MLE, RTO, 0, RTO]], dtype=np.int8)
+
+
+def loss_args(inputs, targets, terms):
+    """batch_loss's arrays for a (B, L) batch: inputs, then the supervised positions' data."""
+    return (mx.array(inputs), *map(mx.array, supervised(targets, terms)))
 
 
 def hand_sums():
@@ -47,7 +53,7 @@ def test_loss_equals_hand_value(reduction, weight):
     assert counts == Counts(1, 2)
     expected = (mle + weight * rto) / 3 if reduction == "token-mean" else mle / 1 + weight * rto / 2
     scales = mx.array(term_scales(counts, LossConfig(weight, 1.0, reduction)))
-    loss, _ = batch_loss(Table(TABLE), mx.array(INPUTS), mx.array(TARGETS), mx.array(TERMS), scales)
+    loss, _ = batch_loss(Table(TABLE), *loss_args(INPUTS, TARGETS, TERMS), scales)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -56,7 +62,7 @@ def test_all_masked_batch_is_zero_not_nan():
     targets = np.full_like(TARGETS, IGNORE)
     for reduction in ("token-mean", "per-term"):
         scales = mx.array(term_scales(count_targets(terms), LossConfig(reduction=reduction)))
-        loss, _ = batch_loss(Table(TABLE), mx.array(INPUTS), mx.array(targets), mx.array(terms), scales)
+        loss, _ = batch_loss(Table(TABLE), *loss_args(INPUTS, targets, terms), scales)
         assert loss.item() == 0.0
 
 
@@ -80,7 +86,7 @@ def test_accumulated_micro_batches_give_the_full_batch_gradient():
     config = LossConfig(rto_weight=0.7, reduction="per-term")
     scales = mx.array(term_scales(count_targets(terms), config))
     grad_fn = nn.value_and_grad(model, batch_loss)
-    (_, _), full = grad_fn(model, mx.array(inputs), mx.array(targets), mx.array(terms), scales)
-    parts = [grad_fn(model, mx.array(inputs[s]), mx.array(targets[s]), mx.array(terms[s]), scales)[1]
+    (_, _), full = grad_fn(model, *loss_args(inputs, targets, terms), scales)
+    parts = [grad_fn(model, *loss_args(inputs[s], targets[s], terms[s]), scales)[1]
              for s in (slice(0, 2), slice(2, 4))]
     assert np.allclose(np.array(full["table"]), np.array(parts[0]["table"] + parts[1]["table"]), atol=1e-6)
