@@ -49,7 +49,8 @@ def main(argv=None) -> None:
     from mlx.utils import tree_flatten
 
     from derta_mlx.config import TrainConfig
-    from derta_mlx.loss import batch_loss
+    from derta_mlx.cross_entropy import cross_entropy
+    from derta_mlx.loss import batch_loss, supervised
     from derta_mlx.trainer import make_optimizer, prepare_model
     from vs_torch import LORA_KEYS, VOCAB, llama_args, step_flops
 
@@ -63,7 +64,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     ids = rng.integers(0, VOCAB, size=(B, L + 1))
     inputs, targets = mx.array(ids[:, :-1], dtype=mx.int32), mx.array(ids[:, 1:], dtype=mx.int32)
-    terms = mx.ones((B, L), dtype=mx.int8)
+    loss_args = (inputs, *map(mx.array, supervised(ids[:, 1:].astype(np.int32), np.ones((B, L), np.int8))))
     scales = mx.array([1.0 / (B * L), 1.0 / (B * L)])
     optimizer = make_optimizer(cfg)
     loss_and_grad = nn.value_and_grad(model, batch_loss)
@@ -73,7 +74,7 @@ def main(argv=None) -> None:
     n_blocks = margs["num_hidden_layers"]
 
     def step():
-        (loss, _), grads = loss_and_grad(model, inputs, targets, terms, scales)
+        (loss, _), grads = loss_and_grad(model, *loss_args, scales)
         optimizer.update(model, grads)
         mx.eval(loss, model.trainable_parameters(), optimizer.state)
 
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
 
     def head_and_loss(x):
         logits = model.lm_head(model.model.norm(x))
-        ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets, reduction="none")
+        ce = cross_entropy(logits, targets)
         return ce.sum() * scales[0]
 
     head_grad = mx.grad(head_and_loss)
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
         return y + (nn.silu(wide) * wide)[..., :H]
 
     grads_q = mx.grad(lambda t: (sdpa(t) * q).sum())
-    _, grads0 = loss_and_grad(model, inputs, targets, terms, scales)
+    _, grads0 = loss_and_grad(model, *loss_args, scales)
     mx.eval(grads0)
     parts = {
         "whole step (trainer's loss_and_grad + AdamW)": (step, 1),

@@ -48,6 +48,7 @@ class TrainConfig:
     warmup: int = 0
     weight_decay: float = 0.0
     max_seq_length: int = 512
+    length_bucketing: bool = False  # batch rows of like length (less padding; see data/batches.py)
     grad_checkpoint: bool = False
     dequantize: str = "auto"  # auto | yes | no: float32 base weights on a CPU (same arithmetic)
     seed: int = 0

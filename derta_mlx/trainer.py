@@ -139,7 +139,8 @@ def train(
     world = world or current_world()
     check_batch(cfg.batch_size, world)
     loss_config = LossConfig(cfg.rto_weight, cfg.rto_keep, cfg.reduction)
-    order = BatchOrder(len(train_set), cfg.batch_size, cfg.seed)
+    lengths = tuple(len(x) for x in train_set) if cfg.length_bucketing else None
+    order = BatchOrder(len(train_set), cfg.batch_size, cfg.seed, lengths)
     optimizer = make_optimizer(cfg)
     step, micro, tokens_total = 0, 0, 0
     if resume:

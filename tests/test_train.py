@@ -41,7 +41,8 @@ def adapters(run_dir):
 
 
 COMMON = ["--iters", "8", "--batch-size", "2", "--save-every", "2", "--steps-per-report", "4",
-          "--lora-dropout", "0.1", "--rto-keep", "0.5", "--no-probe-after", "--learning-rate", "1e-3"]
+          "--lora-dropout", "0.1", "--rto-keep", "0.5", "--no-probe-after", "--learning-rate", "1e-3",
+          "--length-bucketing"]
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_dir, triples_file, tmp_path):

@@ -3,10 +3,17 @@
 Because the order is recomputed from the cursor, exact resume needs only the cursor: the
 micro-batch number. Each epoch is a seeded permutation cut into full batches (the last,
 incomplete one is left out, as mlx-lm does).
+
+Length bucketing (`lengths` given): DeRTa mixes short RTO and refusal rows with long helpful
+ones, and a batch is padded to its longest row, so random batches compute on a lot of padding.
+Bucketed, each epoch's permutation is cut into pools of `pool` batches, each pool is sorted by
+length and cut into batches, and the epoch's batches are shuffled: rows of a batch are alike in
+length while every batch still comes from a random pool. (mlx-lm sorts the whole data set
+once; a pool keeps batches mixed across the data and still differs per epoch.)
 """
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,6 +48,8 @@ class BatchOrder:
     size: int  # number of instances
     batch_size: int
     seed: int
+    lengths: Optional[Tuple[int, ...]] = None  # instance lengths: bucket batches by length
+    pool: int = 16  # batches per sorted pool when bucketing
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -57,5 +66,16 @@ class BatchOrder:
     def indices(self, micro_batch: int) -> np.ndarray:
         """Instance indices of micro-batch number `micro_batch` (0-based, across epochs)."""
         epoch, slot = divmod(micro_batch, self.per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-        return order[slot * self.batch_size : (slot + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.size)
+        if self.lengths is None:
+            return order[slot * self.batch_size : (slot + 1) * self.batch_size]
+        lengths = np.asarray(self.lengths)
+        span = self.pool * self.batch_size
+        batches = []
+        for start in range(0, self.size, span):
+            pool = order[start : start + span]
+            pool = pool[np.argsort(lengths[pool], kind="stable")]
+            full = len(pool) // self.batch_size * self.batch_size
+            batches.extend(pool[:full].reshape(-1, self.batch_size))
+        return batches[rng.permutation(len(batches))[slot]]
