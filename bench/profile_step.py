@@ -8,6 +8,7 @@ blocks, so the rows add up to roughly the whole step. Example:
 """
 
 import argparse
+from functools import partial
 import statistics
 import sys
 import time
@@ -49,6 +50,9 @@ def main(argv=None) -> None:
     from mlx.utils import tree_flatten
 
     from derta_mlx.config import TrainConfig
+    from mlx_lm.models.activations import swiglu as mlx_lm_swiglu
+
+    from derta_mlx.cpu_kernels import attention, training_kernels
     from derta_mlx.cross_entropy import cross_entropy
     from derta_mlx.loss import batch_loss, supervised
     from derta_mlx.trainer import make_optimizer, prepare_model
@@ -78,6 +82,14 @@ def main(argv=None) -> None:
         optimizer.update(model, grads)
         mx.eval(loss, model.trainable_parameters(), optimizer.state)
 
+    state = [model.state, optimizer.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def compiled_step(*args):
+        (loss, _), grads = loss_and_grad(model, *args)
+        optimizer.update(model, grads)
+        return loss
+
     def forward():
         mx.eval(model(inputs))
 
@@ -103,27 +115,45 @@ def main(argv=None) -> None:
         up = mlp.up_proj(x) + mlp.gate_proj(x)
         return a + mlp.down_proj(up)
 
-    def elementwise(x):  # the norms and the SwiGLU of a block, without matmuls
-        y = block.input_layernorm(x) + block.post_attention_layernorm(x)
-        wide = mx.concatenate([x, x, x], axis=-1)[..., : margs["intermediate_size"]]
-        return y + (nn.silu(wide) * wide)[..., :H]
+    def norms(x):  # the two RMS norms of a block
+        return block.input_layernorm(x) + block.post_attention_layernorm(x)
 
     grads_q = mx.grad(lambda t: (sdpa(t) * q).sum())
+    grads_ours = mx.grad(lambda t: (attention(t, t, t, None, 0.1, "causal") * q).sum())
+    wide = mx.random.normal((B, L, margs["intermediate_size"]))
+
+    def swiglu_grad(fn):
+        g = mx.grad(lambda a, b: (fn(a, b) * b).sum(), argnums=(0, 1))
+        return lambda: mx.eval(g(wide, wide * 0.5))
+
     _, grads0 = loss_and_grad(model, *loss_args, scales)
     mx.eval(grads0)
+    def with_kernels(fn):  # as trainer.train runs its loop (cpu_kernels.py; CPU only)
+        def run():
+            with training_kernels(model):
+                return fn()
+
+        return run
+
     parts = {
-        "whole step (trainer's loss_and_grad + AdamW)": (step, 1),
+        "whole step (trainer's loss_and_grad + AdamW)": (with_kernels(step), 1),
+        "whole step without cpu_kernels' attention": (step, 1),
+        "whole step, mx.compile (fixed shapes)": (lambda: mx.eval(compiled_step(*loss_args, scales), state), 1),
         "forward only": (forward, 1),
-        "block forward+backward": (grad_of(lambda x: block(x, mask)), n_blocks),
+        "block forward+backward": (with_kernels(grad_of(lambda x: block(x, mask))), n_blocks),
         "  7 LoRA linears fwd+bwd": (grad_of(projections), n_blocks),
-        "  attention (sdpa) fwd+bwd": (lambda: mx.eval(grads_q(q)), n_blocks),
-        "  norms + SwiGLU fwd+bwd": (grad_of(elementwise), n_blocks),
+        "  attention (mx.fast.sdpa) fwd+bwd": (lambda: mx.eval(grads_q(q)), n_blocks),
+        "  attention (cpu_kernels) fwd+bwd": (lambda: mx.eval(grads_ours(q)), n_blocks),
+        "  SwiGLU (mlx-lm) fwd+bwd": (swiglu_grad(mlx_lm_swiglu), n_blocks),
+        "  2 RMS norms fwd+bwd": (grad_of(norms), n_blocks),
         "final norm + LM head + cross-entropy fwd+bwd": (lambda: mx.eval(head_grad(hidden)), 1),
         "AdamW update": (lambda: (optimizer.update(model, grads0), mx.eval(optimizer.state)), 1),
     }
-    seconds = {}
-    for name, (fn, times) in parts.items():
-        seconds[name] = timed(fn, args.reps) * times
+    runs = {name: [] for name in parts}
+    for _ in range(args.reps):  # interleaved, so that a noisy moment hits every part alike
+        for name, (fn, times) in parts.items():
+            runs[name].append(timed(fn, 1) * times)
+    seconds = {name: statistics.median(values) for name, values in runs.items()}
     whole = seconds["whole step (trainer's loss_and_grad + AdamW)"]
     flops = step_flops(margs, B, L)
     print(f"shape {args.shape}, batch {B}x{L}, {flops / 1e9:.0f} GFLOP per step (model FLOPs); "

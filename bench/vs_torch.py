@@ -109,6 +109,7 @@ def run_mlx(job: dict) -> dict:
     from derta_mlx.config import TrainConfig
     from derta_mlx.data.batches import BatchOrder
     from derta_mlx.data.instances import MLE, Instance
+    from derta_mlx.distributed import current_world
     from derta_mlx.trainer import prepare_model, train
 
     gemm = mlx_gemm_rate(job)
@@ -136,13 +137,17 @@ def run_mlx(job: dict) -> dict:
             times.append(time.perf_counter())
             losses.append(event.values["loss"])
 
+    world = current_world()  # under mlx.launch (the "--ranks 2" side): one rank of several
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        train(model, instances, [], cfg, Path(tmp), "bench", on_report=report)
+        train(model, instances, [], cfg, Path(tmp), "bench", on_report=report, world=world)
     times = [start] + times
+    rss, mlx_peak = world.gather(peak_rss_gb()), world.gather(mx.get_peak_memory() / 1e9)
+    if not world.main:
+        return None
     measured = times[-1] - times[job["warmup"]]
     return {"seconds_per_step": measured / job["steps"], "first_loss": losses[0], "losses": losses,
-            "peak_rss_gb": peak_rss_gb(), "mlx_peak_gb": mx.get_peak_memory() / 1e9, "gemm_gflops": gemm}
+            "peak_rss_gb": sum(rss), "mlx_peak_gb": sum(mlx_peak), "gemm_gflops": gemm, "ranks": world.size}
 
 
 def mlx_gemm_rate(job: dict) -> float:
@@ -202,7 +207,7 @@ def run_torch(job: dict) -> dict:
             "peak_rss_gb": peak_rss_gb(), "gemm_gflops": gemm, "threads": torch.get_num_threads()}
 
 
-SIDES = {"build": build_weights, "derta-mlx": run_mlx, "pytorch+peft": run_torch}
+SIDES = {"build": build_weights, "derta-mlx": run_mlx, "derta-mlx --ranks 2": run_mlx, "pytorch+peft": run_torch}
 
 
 def child(side: str, job_file: str) -> None:
@@ -216,10 +221,21 @@ def spawn(side: str, job: dict, tmp: str) -> dict:
     job_file = Path(tmp) / "job.json"
     job_file.write_text(json.dumps(job))
     env = dict(os.environ)
-    if side == "derta-mlx":
+    command = [sys.executable, __file__, "--child", side, str(job_file)]
+    if side.startswith("derta-mlx"):
         env.update(backend.preload_env())  # MLX with the system OpenBLAS, as the CLI runs it
-    out = subprocess.run([sys.executable, __file__, "--child", side, str(job_file)], env=env,
-                         capture_output=True, text=True)
+    if side == "derta-mlx --ranks 2":  # two ranks on this machine, as `derta-mlx train --ranks 2`
+        from derta_mlx.ranks import run_local
+
+        with tempfile.TemporaryFile("w+") as stdout:
+            failed, _ = run_local(command, 2, stdout=stdout, env=env)
+            stdout.seek(0)
+            text = stdout.read()
+        if failed:
+            raise SystemExit(f"{side} failed: ranks {failed}")
+        out = subprocess.CompletedProcess(command, 0, text, "")
+    else:
+        out = subprocess.run(command, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{side} failed:\n{out.stderr[-3000:]}")
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
@@ -255,7 +271,7 @@ def main(argv=None) -> None:
     shapes = ["quick"] if args.quick else (["39m", "123m"] if args.shape == "all" else [args.shape])
     if args.quick:
         args.steps, args.warmup, args.repeats, args.length = 2, 1, 1, 64
-    sides = ["derta-mlx"] + (["pytorch+peft"] if torch_available() else [])
+    sides = ["derta-mlx", "derta-mlx --ranks 2"] + (["pytorch+peft"] if torch_available() else [])
     if len(sides) == 1:
         print("PyTorch/PEFT not installed: measuring derta-mlx only (see --help to install them)")
     mlx_options = dict(_option(o) for o in args.mlx_option)
@@ -300,13 +316,13 @@ def _option(text: str):
 
 
 def format_table(rows) -> str:
-    head = (f"{'shape':<6} {'side':<14} {'tokens/s':>9} {'s/step':>7} {'peak RSS GB':>11} {'GEMM GF/s':>9} "
+    head = (f"{'shape':<6} {'side':<20} {'tokens/s':>9} {'s/step':>7} {'peak RSS GB':>11} {'GEMM GF/s':>9} "
             f"{'step GF/s':>9} {'of ceiling':>10} {'first loss':>10} {'vs torch':>8}")
     lines = [head, "-" * len(head)]
     torch_rate = {r["shape"]: r["tokens_per_sec"] for r in rows if r["side"] == "pytorch+peft"}
     for r in rows:
         ratio = r["tokens_per_sec"] / torch_rate[r["shape"]] if r["shape"] in torch_rate else float("nan")
-        lines.append(f"{r['shape']:<6} {r['side']:<14} {r['tokens_per_sec']:>9.0f} {r['seconds_per_step']:>7.2f} "
+        lines.append(f"{r['shape']:<6} {r['side']:<20} {r['tokens_per_sec']:>9.0f} {r['seconds_per_step']:>7.2f} "
                      f"{r['peak_rss_gb']:>11.2f} {r['gemm_gflops']:>9.0f} {r['step_gflops']:>9.0f} "
                      f"{r['ceiling_fraction']:>10.0%} {r['first_loss']:>10.4f} {ratio:>7.2f}x")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ class ModelEntry:
     memory_gb: float
     repo: Optional[str] = None
     quantize_bits: Optional[int] = None
+    arch: Optional[dict] = None  # config.json numbers for memory estimates (derta_mlx.memory.Arch)
 
 
 def catalogue_path() -> Path:
@@ -62,6 +63,13 @@ def _entry_from_dict(name: str, raw: dict, path: Path) -> ModelEntry:
         raise UserError(f"{path}: model {name!r}: source must be one of {SOURCES}")
     if entry.source == "hub" and not entry.repo:
         raise UserError(f"{path}: model {name!r}: a hub entry needs a repo")
+    if entry.arch is not None:
+        from .memory import Arch
+
+        try:
+            Arch(**entry.arch)
+        except TypeError as exc:
+            raise UserError(f"{path}: model {name!r}: arch: {exc}") from None
     if entry.template not in TEMPLATES:
         raise UserError(f"{path}: model {name!r}: template must be one of {TEMPLATES}")
     return entry

@@ -9,7 +9,8 @@ import pytest
 from mlx.utils import tree_flatten, tree_map
 
 from derta_mlx.config import TrainConfig
-from derta_mlx.cross_entropy import _exp_nonpositive, cross_entropy
+from derta_mlx.cpu_kernels import _exp_nonpositive, training_kernels
+from derta_mlx.cross_entropy import cross_entropy
 from derta_mlx.data.instances import IGNORE, MLE, RTO
 from derta_mlx.logits import head_splits
 from derta_mlx.loss import batch_loss, supervised
@@ -66,8 +67,10 @@ def test_fast_step_matches_plain_step(kind, tied):
     scales = mx.array([1 / 19, 0.7 / 19])
     plain_value, plain_grads = nn.value_and_grad(model, plain_loss)(
         model, mx.array(inputs), mx.array(targets), mx.array(terms), scales)
-    fast_value, fast_grads = nn.value_and_grad(model, fast_loss)(
-        model, mx.array(inputs), *map(mx.array, supervised(targets, terms)), scales)
+    with training_kernels(model) as swapped:
+        assert swapped == (kind == "llama")  # the CPU kernels are swapped into mlx-lm's LLaMA only
+        fast_value, fast_grads = nn.value_and_grad(model, fast_loss)(
+            model, mx.array(inputs), *map(mx.array, supervised(targets, terms)), scales)
     assert fast_value.item() == pytest.approx(plain_value.item(), rel=1e-5)
     plain_grads, fast_grads = dict(tree_flatten(plain_grads)), dict(tree_flatten(fast_grads))
     assert plain_grads.keys() == fast_grads.keys() and len(plain_grads) > 0
@@ -109,3 +112,39 @@ def test_batch_without_supervised_positions_scores_zero():
     loss, (mle, rto) = batch_loss(model, mx.array(inputs), mx.array(positions), mx.array(t), mx.array(k),
                                   mx.array([1.0, 1.0]))
     assert (loss.item(), mle.item(), rto.item()) == (0.0, 0.0, 0.0)
+
+
+def test_attention_kernel_matches_mlx_lm():
+    from mlx_lm.models.base import scaled_dot_product_attention as mlx_lm_attention
+
+    from derta_mlx.cpu_kernels import attention
+
+    q = mx.random.normal((2, 4, 7, 8), key=mx.random.key(6))
+    k, v = mx.random.normal((2, 2, 7, 8), key=mx.random.key(7)), mx.random.normal((2, 2, 7, 8), key=mx.random.key(8))
+    window = mx.arange(7)[:, None] - mx.arange(7)[None] < 3
+    additive = mx.random.normal((2, 4, 7, 7), key=mx.random.key(9))
+    for mask in ("causal", None, window & (mx.arange(7)[:, None] >= mx.arange(7)[None]), additive):
+        results = []
+        for f in (attention, mlx_lm_attention):
+            loss = lambda q, k, v, f=f: (f(q, k, v, None, 0.35, mask) * q).sum()  # noqa: E731
+            results.append(mx.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v))
+        (v1, g1), (v2, g2) = results
+        assert v1.item() == pytest.approx(v2.item(), rel=1e-5, abs=1e-5)
+        for a, b in zip(g1, g2):
+            np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-5)
+
+
+def test_training_kernels_swap_in_on_the_cpu_and_back(tiny_dir):
+    import mlx_lm.models.llama as llama
+    from mlx_lm import load
+
+    from derta_mlx.cpu_kernels import training_kernels
+
+    model, _ = load(str(tiny_dir("llama3")))
+    before = llama.scaled_dot_product_attention
+    inputs = mx.array([[1, 2, 3, 4, 5, 6, 7, 8]])
+    expected = model(inputs)
+    with training_kernels(model) as swapped:
+        assert swapped and llama.scaled_dot_product_attention is not before
+        np.testing.assert_allclose(np.array(model(inputs)), np.array(expected), rtol=1e-4, atol=1e-5)
+    assert llama.scaled_dot_product_attention is before

@@ -4,6 +4,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, fields
+from typing import Optional
 
 from ..config import TrainConfig, config_from_dict, load_config
 from ..errors import UserError
@@ -15,6 +16,7 @@ EPILOG = """examples:
   derta-mlx train --config run.yaml --learning-rate 5e-5
   derta-mlx train --resume runs/vanilla             # continue an interrupted run exactly
   derta-mlx train --hosts hosts.json --out runs/big --batch-size 8   # data-parallel over Macs
+  derta-mlx train --dry-run --model llama3-8b-4bit --device gpu --memory-gb 16   # will it fit on a 16 GB Mac?
 """
 
 HELP = {
@@ -41,6 +43,7 @@ HELP = {
     "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay",
     "max_seq_length": "longest sequence in tokens; harmful prefixes are shortened to fit, targets never cut",
     "grad_checkpoint": "recompute activations in the backward pass (less memory)",
+    "length_bucketing": "batch rows of like length together, so that batches carry less padding (faster)",
     "dequantize": "auto | yes | no: train a quantised base with float32 weights (auto: on a CPU)",
     "seed": "seed of data order, prefix sampling, RTO keep masks and LoRA dropout",
     "val_fraction": "held-out share of training rows when --val-data is not given",
@@ -161,9 +164,117 @@ def cmd_launch(args) -> int:
     return run_ranks(strip_launch_flags(args.argv[1:]), Path(run_dir), args.ranks, args.hosts, args.backend)
 
 
+def as_flags(old, new) -> str:
+    """The command-line flags that turn `old` into `new`."""
+    flags = []
+    if new.grad_checkpoint and not old.grad_checkpoint:
+        flags.append("--grad-checkpoint")
+    if new.batch_size != old.batch_size:
+        flags += [f"--batch-size {new.batch_size}", f"--grad-accumulation-steps {new.grad_accumulation_steps}"]
+    if new.max_seq_length != old.max_seq_length:
+        flags.append(f"--max-seq-length {new.max_seq_length}")
+    if new.num_layers != old.num_layers:
+        flags.append(f"--num-layers {new.num_layers}")
+    if new.dequantize != old.dequantize:
+        flags.append("--dequantize " + ("yes" if new.dequantize else "no"))
+    return " ".join(flags)
+
+
+def format_estimate(est, usable: float, where: str) -> str:
+    from ..memory import GB
+
+    rows = [("base weights", est.base_weights), ("LoRA params + grads + AdamW", est.lora),
+            ("activations kept for backward", est.activations), ("logits and loss (*)", est.logits),
+            ("one block's backward pass (*)", est.block_backward), ("MLX buffers, batch, optimizer", est.other)]
+    lines = [f"  {name:<40} {value / GB:8.2f} GB" for name, value in rows]
+    lines.append(f"  {'estimated peak (' + est.compute_dtype + ' compute)':<40} {est.total / GB:8.2f} GB"
+                 "  (* only the larger of these two is live at once)")
+    lines.append(f"  {'usable memory':<40} {usable / GB:8.2f} GB  ({where})")
+    return "\n".join(lines)
+
+
+def memory_check(cfg: TrainConfig, args):
+    """(fits?, report): the estimated peak of cfg against the machine's (or --memory-gb) memory,
+    and when it does not fit, the first change of settings that would (see memory.suggest)."""
+    from .. import memory
+
+    device = args.device or memory.current_device()
+    arch = memory.arch_for_model(cfg.model)
+    settings = memory.settings_for(cfg, device)
+    est = memory.estimate(arch, settings)
+    usable, where = memory.machine_memory(device, args.memory_gb)
+    layers = arch.num_layers if settings.num_layers < 0 else min(settings.num_layers, arch.num_layers)
+    if arch.bits is None:
+        base = f"{arch.dtype} base"
+    else:
+        base = f"{arch.bits}-bit base " + ("dequantised to float32" if settings.dequantize else "kept quantised")
+    from ..catalogue import load_catalogue
+
+    name = cfg.model or load_catalogue().default
+    kind = {"lora": "LoRA", "dora": "DoRA"}[cfg.fine_tune_type]
+    lines = [f"Memory estimate for {name} on the {device} ({base}): batch "
+             f"{settings.batch_size} x {settings.max_seq_length} tokens, {kind} rank "
+             f"{settings.lora_rank} on {layers} of {arch.num_layers} blocks, grad checkpointing "
+             f"{'on' if settings.grad_checkpoint else 'off'}",
+             format_estimate(est, usable, where)]
+    fits = est.total <= usable
+    if fits:
+        lines.append(f"Fits: {est.total / memory.GB:.2f} of {usable / memory.GB:.2f} GB.")
+        return True, "\n".join(lines)
+    lines.append(f"Does not fit: {(est.total - usable) / memory.GB:.2f} GB over.")
+    found = memory.suggest(arch, settings, usable)
+    if found:
+        new, new_est = found
+        lines.append(f"Would fit ({new_est.total / memory.GB:.2f} GB estimated) with: {as_flags(settings, new)}")
+    else:
+        lines.append("Nothing fits: not even with --grad-checkpoint, batch 1, 128 tokens and adapters on one block"
+                     + (" with the 4-bit base kept quantised" if arch.bits is not None else "")
+                     + "; use a machine with more memory or a smaller model.")
+    return False, "\n".join(lines)
+
+
+def cmd_dry_run(args) -> int:
+    """--dry-run: the memory estimate of the run, without loading weights or training."""
+    from ..train_job import start_or_resume
+
+    if args.resume:
+        cfg = start_or_resume(None, args.resume)[0]
+    else:
+        cfg = config_from_args(args).validate()
+    fits, report = memory_check(cfg, args)
+    print(report)
+    return 0 if fits else 1
+
+
+def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
+    """Before a run loads its model: False (and the report) when it cannot fit."""
+    from ..distributed import current_world
+
+    if args.ignore_memory_check or current_world().size > 1:  # ranks: mlx.launch's processes
+        return True
+    if cfg is None:  # --resume: the run's own settings
+        from ..config import load_config
+        from pathlib import Path
+
+        saved = Path(args.resume) / "config.yaml"
+        if not saved.is_file():
+            return True  # run_training says what is wrong with the directory
+        cfg = load_config(saved)
+    try:
+        fits, report = memory_check(cfg.validate(), args)
+    except UserError as exc:  # no architecture to estimate from: train anyway, say so
+        notify(f"Memory check skipped: {exc}")
+        return True
+    if not fits:
+        print(report + "\nNot starting the run; --ignore-memory-check starts it anyway.", file=sys.stderr)
+    return fits
+
+
 def cmd_train(args) -> int:
     from ..backend import describe, reexec_with_openblas
 
+    if args.dry_run:
+        return cmd_dry_run(args)
     if args.ranks is not None or args.hosts:
         return cmd_launch(args)
 
@@ -178,6 +289,8 @@ def cmd_train(args) -> int:
             print(message, file=sys.stderr, flush=True)
 
     cfg = None if args.resume else config_from_args(args)
+    if not gate_on_memory(cfg, args, notify):
+        return 1
     notify(describe())
     stop = StopFlag()
     previous = stop.install()
@@ -227,5 +340,17 @@ def register(commands) -> None:
     launch.add_argument("--hosts", metavar="FILE", help="data-parallel over the Macs in an mlx.launch hostfile")
     parser.add_argument("--backend", default="ring", choices=("ring", "mpi"),
                         help="mlx.launch backend for --ranks/--hosts (default ring)")
+    memory = parser.add_argument_group("will it fit? (the memory estimate, see derta_mlx/memory.py)")
+    memory.add_argument("--dry-run", action="store_true",
+                        help="print the estimated peak memory against this machine's and exit (0: fits, 1: "
+                             "does not, with settings that would); loads and downloads nothing")
+    memory.add_argument("--memory-gb", type=float, metavar="GB",
+                        help="check against a machine with GB of memory instead of this one (with --device gpu: "
+                             "a Mac's unified memory, of which 75%% is usable)")
+    memory.add_argument("--device", choices=("gpu", "cpu"),
+                        help="estimate for Metal (a 4-bit base stays 4-bit) or a CPU (--dequantize auto: float32); "
+                             "default this machine's")
+    memory.add_argument("--ignore-memory-check", action="store_true",
+                        help="start the run even when the estimate exceeds the memory")
     add_config_flags(parser)
     parser.set_defaults(run=cmd_train)
