@@ -41,7 +41,7 @@ CONFIGS = {
                                                                   lora_rank=32, num_layers=8)),
     "smollm2-f32-2x256-dora": ("smollm2-135m-4bit", dict(batch_size=2, max_seq_length=256, dequantize="yes",
                                                          fine_tune_type="dora")),
-    "tiny-llama3-8x512": ("tiny-llama3", dict(batch_size=8, max_seq_length=512)),
+    "tiny-llama3-4x512": ("tiny-llama3", dict(batch_size=4, max_seq_length=512)),
     "tiny-llama3-2x128": ("tiny-llama3", dict(batch_size=2, max_seq_length=128)),
     "tiny-llama3-4x256-accum2": ("tiny-llama3", dict(batch_size=4, max_seq_length=256, grad_accumulation_steps=2)),
 }

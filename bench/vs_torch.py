@@ -27,7 +27,7 @@ Examples:
 
 import argparse
 import json
-import os
+import os  # noqa: I001  (os is needed before the project import below)
 import platform
 import statistics
 import subprocess
@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The derta-mlx a child measures: this checkout, or another one (--baseline) for before/after.
+sys.path.insert(0, os.environ.get("DERTA_MLX_BENCH_CODE", str(ROOT)))
 
 from derta_mlx import backend  # noqa: E402  (light: no mlx import)
 from derta_mlx.atomic import write_json  # noqa: E402
@@ -143,6 +144,7 @@ def run_mlx(job: dict) -> dict:
         train(model, instances, [], cfg, Path(tmp), "bench", on_report=report, world=world)
     times = [start] + times
     rss, mlx_peak = world.gather(peak_rss_gb()), world.gather(mx.get_peak_memory() / 1e9)
+    gemm = sum(world.gather(gemm))  # the machine's ceiling: every rank's cores at once
     if not world.main:
         return None
     measured = times[-1] - times[job["warmup"]]
@@ -207,7 +209,8 @@ def run_torch(job: dict) -> dict:
             "peak_rss_gb": peak_rss_gb(), "gemm_gflops": gemm, "threads": torch.get_num_threads()}
 
 
-SIDES = {"build": build_weights, "derta-mlx": run_mlx, "derta-mlx --ranks 2": run_mlx, "pytorch+peft": run_torch}
+SIDES = {"build": build_weights, "derta-mlx": run_mlx, "derta-mlx --ranks 2": run_mlx, "pytorch+peft": run_torch,
+         "baseline": run_mlx}
 
 
 def child(side: str, job_file: str) -> None:
@@ -224,6 +227,8 @@ def spawn(side: str, job: dict, tmp: str) -> dict:
     command = [sys.executable, __file__, "--child", side, str(job_file)]
     if side.startswith("derta-mlx"):
         env.update(backend.preload_env())  # MLX with the system OpenBLAS, as the CLI runs it
+    if side == "baseline":  # another checkout, with the OpenBLAS preload its own CLI applied
+        env.update(DERTA_MLX_BENCH_CODE=job["baseline"], LD_PRELOAD=backend.find_openblas() or "")
     if side == "derta-mlx --ranks 2":  # two ranks on this machine, as `derta-mlx train --ranks 2`
         from derta_mlx.ranks import run_local
 
@@ -261,6 +266,11 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="steps before the clock starts")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side, interleaved")
     parser.add_argument("--quick", action="store_true", help="a 64-wide model, 2 steps, 1 repeat")
+    parser.add_argument("--sides", default="derta-mlx,derta-mlx --ranks 2,pytorch+peft",
+                        help="comma-separated sides to measure (default: %(default)s; also: baseline)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="the side 'baseline' runs the derta-mlx of this other checkout (e.g. a git "
+                             "worktree of an older commit), for a before/after ratio in one run")
     parser.add_argument("--mlx-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a TrainConfig field for the derta-mlx side (for before/after runs)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "vs_torch.json"))
@@ -271,9 +281,13 @@ def main(argv=None) -> None:
     shapes = ["quick"] if args.quick else (["39m", "123m"] if args.shape == "all" else [args.shape])
     if args.quick:
         args.steps, args.warmup, args.repeats, args.length = 2, 1, 1, 64
-    sides = ["derta-mlx", "derta-mlx --ranks 2"] + (["pytorch+peft"] if torch_available() else [])
-    if len(sides) == 1:
+    sides = [side.strip() for side in args.sides.split(",")]
+    unknown = [side for side in sides if side not in SIDES or side == "build"]
+    if unknown or ("baseline" in sides and not args.baseline):
+        parser.error(f"unknown sides {unknown}" if unknown else "the side 'baseline' needs --baseline DIR")
+    if "pytorch+peft" in sides and not torch_available():
         print("PyTorch/PEFT not installed: measuring derta-mlx only (see --help to install them)")
+        sides.remove("pytorch+peft")
     mlx_options = dict(_option(o) for o in args.mlx_option)
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                "settings": {k: v for k, v in vars(args).items() if k not in ("json", "child")}, "rows": []}
@@ -281,7 +295,8 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             job = {"shape": shape, "vocab": VOCAB, "batch": args.batch_size, "length": args.length,
                    "steps": args.steps, "warmup": args.warmup, "seed": 0,
-                   "weights": str(Path(tmp) / "weights.safetensors"), "mlx_options": mlx_options}
+                   "weights": str(Path(tmp) / "weights.safetensors"), "mlx_options": mlx_options,
+                   "baseline": str(Path(args.baseline).resolve()) if args.baseline else None}
             spawn("build", job, tmp)
             runs = {side: [] for side in sides}
             for repeat in range(args.repeats):
@@ -316,15 +331,16 @@ def _option(text: str):
 
 
 def format_table(rows) -> str:
+    reference = "pytorch+peft" if any(r["side"] == "pytorch+peft" for r in rows) else rows[0]["side"]
     head = (f"{'shape':<6} {'side':<20} {'tokens/s':>9} {'s/step':>7} {'peak RSS GB':>11} {'GEMM GF/s':>9} "
-            f"{'step GF/s':>9} {'of ceiling':>10} {'first loss':>10} {'vs torch':>8}")
+            f"{'step GF/s':>9} {'of ceiling':>10} {'first loss':>10} {'vs ' + reference.split('+')[0]:>12}")
     lines = [head, "-" * len(head)]
-    torch_rate = {r["shape"]: r["tokens_per_sec"] for r in rows if r["side"] == "pytorch+peft"}
+    torch_rate = {r["shape"]: r["tokens_per_sec"] for r in rows if r["side"] == reference}
     for r in rows:
         ratio = r["tokens_per_sec"] / torch_rate[r["shape"]] if r["shape"] in torch_rate else float("nan")
         lines.append(f"{r['shape']:<6} {r['side']:<20} {r['tokens_per_sec']:>9.0f} {r['seconds_per_step']:>7.2f} "
                      f"{r['peak_rss_gb']:>11.2f} {r['gemm_gflops']:>9.0f} {r['step_gflops']:>9.0f} "
-                     f"{r['ceiling_fraction']:>10.0%} {r['first_loss']:>10.4f} {ratio:>7.2f}x")
+                     f"{r['ceiling_fraction']:>10.0%} {r['first_loss']:>10.4f} {ratio:>11.2f}x")
     return "\n".join(lines)
 
 

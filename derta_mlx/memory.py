@@ -25,14 +25,14 @@ KEEP_KV = 4
 KEEP_INTERMEDIATE = 4
 # ... and per block the attention probabilities (batch x heads x length^2, float32).
 KEEP_ATTENTION = 1
-# Logits, at the loss: the model's output plus float32 copies of (tokens x vocabulary) live at
-# the loss's peak, plus the cast to float32 and its gradient when the compute dtype is 16-bit.
-# Measured on a CPU (bench/memory_fit.py): 4 with nn.losses.cross_entropy; 7 with the one-exp
-# cross-entropy of derta_mlx/cross_entropy.py (it keeps the softmax, and its polynomial exp
-# has (tokens x vocabulary) temporaries on the CPU). On Metal it uses mx.exp: the logits in
-# float32, logits - max, exp, the kept softmax and its gradient; 4 plus the cast is a bound.
-# Not measured on Metal (no Mac here). A chunked loss would shrink this term.
-LOGIT_FLOAT32_COPIES = {"cpu": 7, "gpu": 4}
+# Logits, at the loss: the model's output and its gradient, float32 copies of (tokens x
+# vocabulary), plus the cast to float32 and its gradient when the compute dtype is 16-bit; and
+# the cross-entropy's temporaries, which derta_mlx/cross_entropy.py bounds to one piece of
+# CHUNK_ELEMENTS logits at a time. Fitted on a CPU (bench/memory_fit.py: 9 configurations within
+# -12% and +19%); on Metal the same full-size copies, and fewer piece temporaries (mx.exp has
+# one output, the CPU's polynomial exp several): not measured (no Mac here).
+LOGIT_FLOAT32_COPIES = {"cpu": 4, "gpu": 4}
+LOGIT_PIECE_COPIES = {"cpu": 8, "gpu": 4}
 # The loss takes logits only at supervised positions (derta_mlx/logits.py); their share depends
 # on the data, so the estimate takes the worst case: every position.
 SUPERVISED_SHARE = 1.0
@@ -215,7 +215,11 @@ def estimate(arch: Arch, s: Settings) -> Estimate:
     if s.dora:
         kept += layers * DORA_WEIGHT_COPIES * 4 * sum(i * o * c for i, o, c in keys.values())
     cast = 0 if a == 4 else 2 * a + 4  # 16-bit logits, their float32 cast, the gradient back
-    logits = SUPERVISED_SHARE * tokens * arch.vocab_size * (cast + 4 * LOGIT_FLOAT32_COPIES[s.device])
+    from .cross_entropy import CHUNK_ELEMENTS
+
+    logit_count = SUPERVISED_SHARE * tokens * arch.vocab_size
+    logits = (logit_count * (cast + 4 * LOGIT_FLOAT32_COPIES[s.device])
+              + min(logit_count, CHUNK_ELEMENTS) * 4 * LOGIT_PIECE_COPIES[s.device])
     block_backward = WORKSPACE_BLOCKS * block + ATTENTION_TRANSIENT * scores
     return Estimate(base, lora, kept, logits, block_backward, WORKSPACE_FIXED, compute)
 

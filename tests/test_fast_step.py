@@ -148,3 +148,22 @@ def test_training_kernels_swap_in_on_the_cpu_and_back(tiny_dir):
         assert swapped and llama.scaled_dot_product_attention is not before
         np.testing.assert_allclose(np.array(model(inputs)), np.array(expected), rtol=1e-4, atol=1e-5)
     assert llama.scaled_dot_product_attention is before
+
+
+def test_cross_entropy_in_pieces_matches_one_piece(monkeypatch):
+    import derta_mlx.cross_entropy as module
+
+    logits = mx.random.normal((21, 500), key=mx.random.key(10)) * 3
+    targets = mx.random.randint(0, 500, (21,), key=mx.random.key(11))
+    weights = mx.random.normal((21,), key=mx.random.key(12))
+
+    def value_and_grad():
+        return mx.value_and_grad(lambda x: (cross_entropy(x, targets) * weights).sum())(logits)
+
+    whole = value_and_grad()
+    monkeypatch.setattr(module, "CHUNK_ELEMENTS", 2000)  # 4 rows a piece: 6 pieces, the last of 1
+    pieces = value_and_grad()
+    assert pieces[0].item() == pytest.approx(whole[0].item(), rel=1e-6)
+    np.testing.assert_allclose(np.array(pieces[1]), np.array(whole[1]), rtol=1e-6, atol=1e-8)
+    theirs = mx.grad(lambda x: (nn.losses.cross_entropy(x, targets, reduction="none") * weights).sum())(logits)
+    np.testing.assert_allclose(np.array(pieces[1]), np.array(theirs), rtol=1e-4, atol=1e-7)
