@@ -1,10 +1,10 @@
-"""Data-parallel overhead: `derta-mlx train` in one process against `--ranks 2` (mlx.launch, ring
-backend over loopback), same model, data, global batch and seed, run one after the other and
+"""Data parallel on one machine: `derta-mlx train` in one process against `--ranks 2` (ranks on
+loopback, ring backend), same model, data, global batch and seed, run one after the other and
 repeated (A B A B). Tokens/s is the global rate the trainer reports in metrics.jsonl (median
 of the report rows after the first, which holds compilation and warm-up).
 
-On one machine the ranks share its cores, so this measures the cost of splitting each batch
-and all-reducing the gradients, not a speed-up: the speed-up comes from ranks on separate Macs.
+On a CPU the ranks share its cores, each with its share for BLAS; the gain comes from MLX's
+element-wise operations, which run on one core per process.
 
 Examples:
 
