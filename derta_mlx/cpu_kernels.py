@@ -47,7 +47,7 @@ def on_cpu() -> bool:
 @mx.custom_function
 def softmax(scores):
     """Softmax over the last axis, float32; -inf entries get ~0 weight (2^-126 of the top)."""
-    top = mx.stop_gradient(scores.max(axis=-1, keepdims=True))
+    top = scores.max(axis=-1, keepdims=True)  # the hand-written gradient below needs no care here
     weights = exp_nonpositive(scores - top)
     return weights / weights.sum(axis=-1, keepdims=True)
 
@@ -61,7 +61,9 @@ def attention(queries, keys, values, cache, scale: float, mask, sinks=None):
     """mlx_lm.models.base.scaled_dot_product_attention for training: (B, H, L, D) inputs,
     grouped-query heads, a "causal" / boolean / additive mask; anything else goes to mlx-lm."""
     if hasattr(cache, "bits") or sinks is not None or not (mask is None or isinstance(mask, (str, mx.array))):
-        return _ORIGINAL["scaled_dot_product_attention"](queries, keys, values, cache, scale, mask, sinks)
+        from mlx_lm.models.base import scaled_dot_product_attention
+
+        return scaled_dot_product_attention(queries, keys, values, cache, scale, mask, sinks)
     B, H, L, D = queries.shape
     kv_heads, S = keys.shape[1], keys.shape[2]
     q = (queries * scale).reshape(B, kv_heads, H // kv_heads, L, D)
@@ -86,7 +88,6 @@ def _per_group(mask, kv_heads):
 
 # --- swapping them into mlx-lm's model module --------------------------------------------------
 
-_ORIGINAL = {}
 _MODULES = ("mlx_lm.models.llama",)
 
 
@@ -100,7 +101,6 @@ def training_kernels(model):
         return
     swaps = {"scaled_dot_product_attention": attention}
     saved = {name: getattr(module, name) for name in swaps}
-    _ORIGINAL.update(saved)
     try:
         for name, fn in swaps.items():
             setattr(module, name, fn)

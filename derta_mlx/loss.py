@@ -20,9 +20,8 @@ import mlx.core as mx
 import numpy as np
 
 from .cross_entropy import cross_entropy
-from .logits import logits_at
-
 from .data.instances import IGNORE, MLE, RTO
+from .logits import logits_at
 
 REDUCTIONS = ("token-mean", "per-term")
 
