@@ -141,7 +141,7 @@ def main(argv=None) -> None:
         "whole step, mx.compile (fixed shapes)": (lambda: mx.eval(compiled_step(*loss_args, scales), state), 1),
         "forward only": (forward, 1),
         "block forward+backward": (with_kernels(grad_of(lambda x: block(x, mask))), n_blocks),
-        "  7 LoRA linears fwd+bwd": (grad_of(projections), n_blocks),
+        "  7 LoRA linears, backward only (linear: no forward needed)": (grad_of(projections), n_blocks),
         "  attention (mx.fast.sdpa) fwd+bwd": (lambda: mx.eval(grads_q(q)), n_blocks),
         "  attention (cpu_kernels) fwd+bwd": (lambda: mx.eval(grads_ours(q)), n_blocks),
         "  SwiGLU (mlx-lm) fwd+bwd": (swiglu_grad(mlx_lm_swiglu), n_blocks),
