@@ -5,8 +5,8 @@ MLX reads GGUF itself (`mx.load(path, format="gguf", return_metadata=True)`):
   F32, F16               -> plain arrays
   BF16, Q2_K, Q4_K, Q6_K -> dequantised by MLX to float16 (the output is larger than the GGUF)
   anything else          -> refused (MLX fails on some and silently drops others)
-This module checks the header first (architecture, tokenizer, tensor types) so that a file it
-cannot convert is refused before MLX reads gigabytes, renames the tensors to mlx-lm's names,
+This module checks the header first (gguf_header.py: architecture, tokenizer, tensor types) so
+that a file it cannot convert is refused before MLX reads gigabytes, renames the tensors to mlx-lm's names,
 undoes llama.cpp's q/k row permutation, writes config.json with the (per-layer) quantisation
 and rebuilds a Hugging Face tokenizer.json from the GGUF vocabulary: byte-level BPE ('gpt2')
 with llama.cpp's pre-tokenizer for the file's `tokenizer.ggml.pre`, or SentencePiece BPE
@@ -15,37 +15,20 @@ folder and renamed into place, so a failure leaves nothing behind. No pickles ar
 """
 
 import json
-import mmap
 import os
 import secrets
 import shutil
-import struct
-import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
 import mlx.core as mx
 import numpy as np
 
+from .gguf_header import GGUFError, GGUFHeader, check_tensor_types, metadata_value, read_header
+
 GGUF_GROUP = 32  # every block quantisation MLX keeps from GGUF has 32 weights per block
-
-GGML_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
-    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
-    17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS",
-    24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0",
-    35: "TQ2_0", 39: "MXFP4",
-}  # fmt: skip
-KEPT_TYPES = {"F32", "F16", "Q4_0", "Q4_1", "Q8_0"}
-DEQUANTISED_TYPES = {"BF16", "Q2_K", "Q4_K", "Q6_K"}  # MLX turns these into float16
-
-# GGUF metadata value types: fixed sizes, 8 = string, 9 = array.
-_VALUE_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_VALUE_FORMATS = {
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
-}  # fmt: skip
 
 # llama.cpp's token types (tokenizer.ggml.token_type).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -99,128 +82,6 @@ PRE_TOKENIZERS = {
     # No pre-tokenizer recorded (GGUFs from before May 2024): llama.cpp's fallback, with a warning.
     "default": PreTokenizer(_DEFAULT_PATTERNS),
 }
-
-
-class GGUFError(ValueError):
-    """A GGUF file that cannot be converted; the message names the file and the reason."""
-
-
-@dataclass
-class TensorInfo:
-    name: str
-    shape: tuple  # GGUF order: the innermost (contiguous) dimension first
-    ggml_type: str
-
-
-@dataclass
-class GGUFHeader:
-    version: int
-    metadata: dict = field(default_factory=dict)  # scalars and strings only; arrays are skipped
-    tensors: list = field(default_factory=list)
-
-
-# --- header --------------------------------------------------------------------------------
-
-
-def read_header(path: Union[str, Path]) -> GGUFHeader:
-    """Parse a GGUF header (metadata scalars and the tensor table) without reading the tensors."""
-    path = Path(path)
-    if not path.is_file():
-        raise GGUFError(f"{path}: no such file")
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"GGUF":
-            raise GGUFError(f"{path}: not a GGUF file (no 'GGUF' magic at the start)")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _parse_header(data, path)
-
-
-def _parse_header(data, path: Path) -> GGUFHeader:
-    pos = 4
-
-    def take(fmt: str):
-        nonlocal pos
-        size = struct.calcsize(fmt)
-        if pos + size > len(data):
-            raise GGUFError(f"{path}: the header is truncated (incomplete download or corrupt file)")
-        value = struct.unpack_from(fmt, data, pos)[0]
-        pos += size
-        return value
-
-    def string() -> str:
-        nonlocal pos
-        size = take("<Q")
-        if pos + size > len(data):
-            raise GGUFError(f"{path}: the header is truncated (incomplete download or corrupt file)")
-        raw = bytes(data[pos : pos + size])
-        pos += size
-        return raw.decode("utf-8", errors="replace")
-
-    def skip_array():
-        nonlocal pos
-        kind, count = take("<I"), take("<Q")
-        if kind in _VALUE_SIZES:
-            pos += _VALUE_SIZES[kind] * count
-        elif kind == 8:
-            for _ in range(count):
-                size = take("<Q")  # not `pos += take(...)`: that adds to the old pos
-                pos += size
-        elif kind == 9:
-            for _ in range(count):
-                skip_array()
-        else:
-            raise GGUFError(f"{path}: corrupt header (unknown metadata value type {kind})")
-        if pos > len(data):
-            raise GGUFError(f"{path}: the header is truncated (incomplete download or corrupt file)")
-
-    version = take("<I")
-    if version >= 1 << 16:
-        raise GGUFError(f"{path}: big-endian GGUF files are not supported")
-    if version not in (2, 3):
-        raise GGUFError(f"{path}: GGUF version {version} is not supported (only 2 and 3)")
-    header = GGUFHeader(version)
-    n_tensors, n_kv = take("<Q"), take("<Q")
-    for _ in range(n_kv):
-        key, kind = string(), take("<I")
-        if kind in _VALUE_FORMATS:
-            header.metadata[key] = take(_VALUE_FORMATS[kind])
-        elif kind == 8:
-            header.metadata[key] = string()
-        elif kind == 9:
-            skip_array()
-        else:
-            raise GGUFError(f"{path}: corrupt header (unknown metadata value type {kind} for {key!r})")
-    for _ in range(n_tensors):
-        name, n_dims = string(), take("<I")
-        if n_dims > 4:
-            raise GGUFError(f"{path}: corrupt header (tensor {name!r} has {n_dims} dimensions)")
-        shape = tuple(take("<Q") for _ in range(n_dims))
-        kind = take("<I")
-        take("<Q")  # offset into the data section; MLX checks it against the file size
-        header.tensors.append(TensorInfo(name, shape, GGML_TYPES.get(kind, f"type {kind}")))
-    return header
-
-
-def _check_tensor_types(header: GGUFHeader, path: Path) -> None:
-    by_type = {}
-    for info in header.tensors:
-        by_type.setdefault(info.ggml_type, []).append(info.name)
-    unsupported = sorted(set(by_type) - KEPT_TYPES - DEQUANTISED_TYPES)
-    if unsupported:
-        found = "; ".join(f"{t} ({len(by_type[t])} tensors, e.g. {by_type[t][0]})" for t in unsupported)
-        raise GGUFError(
-            f"{path}: MLX cannot read the quantisation {found}. Supported: Q4_0, Q4_1 and Q8_0 (kept "
-            "quantised), F16, F32, and BF16, Q2_K, Q4_K, Q6_K (loaded as float16). Re-quantise with "
-            "llama.cpp's llama-quantize to Q4_0 or Q8_0, or convert the original Hugging Face weights "
-            "with mlx_lm.convert."
-        )
-    dequantised = sorted(set(by_type) & DEQUANTISED_TYPES)
-    if dequantised:
-        count = sum(len(by_type[t]) for t in dequantised)
-        warnings.warn(
-            f"{path}: {count} tensors in {', '.join(dequantised)} are dequantised to float16 by MLX; "
-            "the converted model is larger than the GGUF file",
-            stacklevel=3,
-        )
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -286,9 +147,9 @@ def _rope_scaling(metadata: dict, rope_freqs: Optional[mx.array], base: float, d
     GGUF keeps LLaMA-3.1's scaling only as the tensor of divisors, not its parameters, so the
     parameters are found by trying the published ones and keeping those that reproduce it.
     """
-    kind = _value(metadata, "llama.rope.scaling.type", path, default="none")
+    kind = metadata_value(metadata, "llama.rope.scaling.type", path, default="none")
     if kind == "linear":
-        return {"type": "linear", "factor": float(_value(metadata, "llama.rope.scaling.factor", path))}
+        return {"type": "linear", "factor": float(metadata_value(metadata, "llama.rope.scaling.factor", path))}
     if kind != "none":
         raise GGUFError(f"{path}: rope scaling {kind!r} is not supported (only linear and LLaMA-3's)")
     if rope_freqs is None:
@@ -307,25 +168,6 @@ def _rope_scaling(metadata: dict, rope_freqs: Optional[mx.array], base: float, d
                     return {"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
                             "high_freq_factor": high, "original_max_position_embeddings": old}  # fmt: skip
     raise GGUFError(f"{path}: rope_freqs.weight does not match LLaMA-3's rope scaling; it is not supported")
-
-
-def _value(metadata: dict, key: str, path: Path, default=None):
-    """A scalar metadata value as a Python value (MLX gives numbers as 0-d arrays)."""
-    if key not in metadata:
-        if default is not None:
-            return default
-        raise GGUFError(f"{path}: metadata key {key!r} is missing")
-    value = metadata[key]
-    if isinstance(value, mx.array):
-        if value.ndim:
-            values = set(value.tolist())
-            if len(values) != 1:
-                raise GGUFError(f"{path}: {key} differs between layers ({sorted(values)}); not supported")
-            return values.pop()
-        if value.dtype == mx.float32:  # 1e-5, not 9.999999747378752e-06, in config.json
-            return float(str(np.float32(value.item())))
-        return value.item()
-    return value
 
 
 # --- tokenizer -----------------------------------------------------------------------------
@@ -387,7 +229,7 @@ def _sentencepiece_model(metadata: dict, tokens: list, types: list, unk: Optiona
     )  # fmt: skip
     # llama.cpp replaces spaces by "▁" and, with add_space_prefix (default on), puts one before
     # the text and after every special token: the "legacy" normaliser of LLaMA-2's tokenizer.json.
-    prefix = bool(_value(metadata, "tokenizer.ggml.add_space_prefix", path, default=True))
+    prefix = bool(metadata_value(metadata, "tokenizer.ggml.add_space_prefix", path, default=True))
     steps = [normalizers.Prepend("▁")] if prefix else []
     normalizer = normalizers.Sequence([*steps, normalizers.Replace(" ", "▁")])
     decode = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
@@ -400,7 +242,7 @@ def build_tokenizer(metadata: dict, path: Union[str, Path] = "<gguf>"):
     from tokenizers import AddedToken, Tokenizer, processors
 
     path = Path(path)
-    kind = _value(metadata, "tokenizer.ggml.model", path)
+    kind = metadata_value(metadata, "tokenizer.ggml.model", path)
     if "tokenizer.ggml.tokens" not in metadata:
         raise GGUFError(f"{path}: the GGUF has no vocabulary (tokenizer.ggml.tokens)")
     tokens = list(metadata["tokenizer.ggml.tokens"])
@@ -442,8 +284,9 @@ def build_tokenizer(metadata: dict, path: Union[str, Path] = "<gguf>"):
 
     # transformers 5 ignores add_bos_token for PreTrainedTokenizerFast: BOS/EOS must be added
     # by the tokenizer.json post-processor to be added at all.
-    add_bos = bool(_value(metadata, "tokenizer.ggml.add_bos_token", path, default=default_bos)) and bos is not None
-    add_eos = bool(_value(metadata, "tokenizer.ggml.add_eos_token", path, default=False)) and eos is not None
+    wants_bos = bool(metadata_value(metadata, "tokenizer.ggml.add_bos_token", path, default=default_bos))
+    add_bos = wants_bos and bos is not None
+    add_eos = bool(metadata_value(metadata, "tokenizer.ggml.add_eos_token", path, default=False)) and eos is not None
     steps = [processors.ByteLevel(trim_offsets=False)] if kind == "gpt2" else []
     if add_bos or add_eos:
         single = " ".join([bos] * add_bos + ["$A"] + [eos] * add_eos)
@@ -461,7 +304,7 @@ def build_tokenizer(metadata: dict, path: Union[str, Path] = "<gguf>"):
         add_bos_token=add_bos,
         add_eos_token=add_eos,
         clean_up_tokenization_spaces=False,
-        model_max_length=int(_value(metadata, "llama.context_length", path, default=2048)),
+        model_max_length=int(metadata_value(metadata, "llama.context_length", path, default=2048)),
     )
     if "tokenizer.chat_template" in metadata:
         config["chat_template"] = metadata["tokenizer.chat_template"]
@@ -483,21 +326,21 @@ def _check_out_dir(out_dir: Path, overwrite: bool, gguf_path: Path) -> None:
 
 def _heads(metadata: dict, path: Path) -> tuple:
     """(query heads, key/value heads, head size) from the llama.* metadata."""
-    n_head = int(_value(metadata, "llama.attention.head_count", path))
-    n_kv = int(_value(metadata, "llama.attention.head_count_kv", path, default=n_head))
-    hidden = int(_value(metadata, "llama.embedding_length", path))
-    return n_head, n_kv, int(_value(metadata, "llama.attention.key_length", path, default=hidden // n_head))
+    n_head = int(metadata_value(metadata, "llama.attention.head_count", path))
+    n_kv = int(metadata_value(metadata, "llama.attention.head_count_kv", path, default=n_head))
+    hidden = int(metadata_value(metadata, "llama.embedding_length", path))
+    return n_head, n_kv, int(metadata_value(metadata, "llama.attention.key_length", path, default=hidden // n_head))
 
 
 def _config(metadata: dict, weights: dict, path: Path) -> dict:
     n_head, n_kv, head_dim = _heads(metadata, path)
-    hidden = int(_value(metadata, "llama.embedding_length", path))
-    if int(_value(metadata, "llama.attention.value_length", path, default=head_dim)) != head_dim:
+    hidden = int(metadata_value(metadata, "llama.embedding_length", path))
+    if int(metadata_value(metadata, "llama.attention.value_length", path, default=head_dim)) != head_dim:
         raise GGUFError(f"{path}: key and value head sizes differ; not supported")
-    if int(_value(metadata, "llama.rope.dimension_count", path, default=head_dim)) != head_dim:
+    if int(metadata_value(metadata, "llama.rope.dimension_count", path, default=head_dim)) != head_dim:
         raise GGUFError(f"{path}: rope over part of each head is not supported")
-    layers = int(_value(metadata, "llama.block_count", path))
-    base = float(_value(metadata, "llama.rope.freq_base", path, default=10000.0))
+    layers = int(metadata_value(metadata, "llama.block_count", path))
+    base = float(metadata_value(metadata, "llama.rope.freq_base", path, default=10000.0))
     eos = []
     for key in ("eos", "eot", "eom"):  # LLaMA-3 instruct ends turns with <|eot_id|> (and <|eom_id|>)
         index = metadata.get(f"tokenizer.ggml.{key}_token_id")
@@ -509,15 +352,15 @@ def _config(metadata: dict, weights: dict, path: Path) -> dict:
         "architectures": ["LlamaForCausalLM"],
         "hidden_size": hidden,
         "num_hidden_layers": layers,
-        "intermediate_size": int(_value(metadata, "llama.feed_forward_length", path)),
+        "intermediate_size": int(metadata_value(metadata, "llama.feed_forward_length", path)),
         "num_attention_heads": n_head,
         "num_key_value_heads": n_kv,
         "head_dim": head_dim,
         "hidden_act": "silu",
-        "rms_norm_eps": float(_value(metadata, "llama.attention.layer_norm_rms_epsilon", path)),
+        "rms_norm_eps": float(metadata_value(metadata, "llama.attention.layer_norm_rms_epsilon", path)),
         "rope_theta": base,
         "rope_scaling": _rope_scaling(metadata, weights.get("rope_freqs.weight"), base, head_dim, path),
-        "max_position_embeddings": int(_value(metadata, "llama.context_length", path, default=2048)),
+        "max_position_embeddings": int(metadata_value(metadata, "llama.context_length", path, default=2048)),
         "vocab_size": embed.shape[0],
         "tie_word_embeddings": "lm_head.weight" not in weights,
         "attention_bias": any(".self_attn." in k and k.endswith(".bias") for k in weights),
@@ -535,8 +378,8 @@ def _config(metadata: dict, weights: dict, path: Path) -> dict:
 def _check_shapes(header: GGUFHeader, metadata: dict, path: Path) -> None:
     """Every tensor a LLaMA needs, each with the shape the llama.* metadata implies."""
     n_head, n_kv, head_dim = _heads(metadata, path)
-    hidden = int(_value(metadata, "llama.embedding_length", path))
-    ffn = int(_value(metadata, "llama.feed_forward_length", path))
+    hidden = int(metadata_value(metadata, "llama.embedding_length", path))
+    ffn = int(metadata_value(metadata, "llama.feed_forward_length", path))
     vocab = len(metadata.get("tokenizer.ggml.tokens", [])) or None
     q, kv = n_head * head_dim, n_kv * head_dim
     # (rows, columns); None where any size will do. GGUF lists the dimensions the other way.
@@ -545,7 +388,7 @@ def _check_shapes(header: GGUFHeader, metadata: dict, path: Path) -> None:
              "ffn_up": (ffn, hidden), "ffn_down": (hidden, ffn)}  # fmt: skip
     expected = {"token_embd.weight": (vocab, hidden), "output_norm.weight": (hidden,),
                 "output.weight": (vocab, hidden), "rope_freqs.weight": (head_dim // 2,)}  # fmt: skip
-    for i in range(int(_value(metadata, "llama.block_count", path))):
+    for i in range(int(metadata_value(metadata, "llama.block_count", path))):
         for kind, shape in layer.items():
             expected[f"blk.{i}.{kind}.weight"] = shape
             expected[f"blk.{i}.{kind}.bias"] = shape[:1]
@@ -599,7 +442,7 @@ def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, over
         raise GGUFError(f"{path}: the file has no tokenizer (no tokenizer.ggml.model)")
     if kind not in ("gpt2", "llama"):
         raise GGUFError(f"{path}: tokenizer model {kind!r} is not supported (only 'gpt2' and 'llama')")
-    _check_tensor_types(header, path)
+    check_tensor_types(header, path)
 
     try:
         weights, metadata = mx.load(str(path), format="gguf", return_metadata=True)
