@@ -104,6 +104,16 @@ def set_inputs(screen, values):
         screen.query_one(f"#{widget_id}").value = value
 
 
+async def launch_quick_run(pilot, screen, model, triples, **fields):
+    """The Train form's quick-test preset on `model` and `triples`, with `fields` (f-NAME: value)
+    on top, launched with F5."""
+    screen.query_one("#f-preset").value = "quick test (5 steps)"
+    await pilot.pause()
+    set_inputs(screen, {"f-model": str(model), "f-data": str(triples), "f-max_seq_length": "64",
+                        **{f"f-{name}": value for name, value in fields.items()}})
+    await pilot.press("f5")
+
+
 def test_train_form_reports_errors_next_to_the_fields(tmp_path):
     app = make_app(tmp_path / "runs", "train")
 
@@ -160,11 +170,7 @@ def test_launch_a_tiny_run_from_the_form_and_see_it_in_runs(tiny_dir, triples, t
         from textual.widgets import DataTable
 
         screen = app.screen
-        screen.query_one("#f-preset").value = "quick test (5 steps)"
-        await pilot.pause()
-        set_inputs(screen, {"f-name": "tiny", "f-model": str(tiny_dir("mistral")), "f-data": str(triples),
-                            "f-max_seq_length": "64"})
-        await pilot.press("f5")
+        await launch_quick_run(pilot, screen, tiny_dir("mistral"), triples, name="tiny")
         monitor = screen.query_one("#monitor")
         await wait_for(pilot, lambda: monitor.status == "finished", 120, "the run to finish")
         assert screen.query_one("#train-tabs").active == "train-monitor"
@@ -188,11 +194,8 @@ def test_stop_writes_a_checkpoint_and_resume_continues(tiny_dir, triples, tmp_pa
 
     async def body(pilot):
         screen = app.screen
-        screen.query_one("#f-preset").value = "quick test (5 steps)"
-        await pilot.pause()
-        set_inputs(screen, {"f-name": "long", "f-model": str(tiny_dir("mistral")), "f-data": str(triples),
-                            "f-max_seq_length": "64", "f-iters": "2000", "f-save_every": "1000"})
-        await pilot.press("f5")
+        await launch_quick_run(pilot, screen, tiny_dir("mistral"), triples, name="long", iters="2000",
+                               save_every="1000")
         monitor = screen.query_one("#monitor")
         try:
             await stop_and_resume(pilot, monitor)
@@ -327,11 +330,7 @@ def test_a_launched_run_outlives_the_ui(tiny_dir, triples, tmp_path):
 
     async def body(pilot):
         screen = app.screen
-        screen.query_one("#f-preset").value = "quick test (5 steps)"
-        await pilot.pause()
-        set_inputs(screen, {"f-name": "orphan", "f-model": str(tiny_dir("mistral")), "f-data": str(triples),
-                            "f-max_seq_length": "64", "f-iters": "40"})
-        await pilot.press("f5")
+        await launch_quick_run(pilot, screen, tiny_dir("mistral"), triples, name="orphan", iters="40")
         await wait_for(pilot, lambda: screen.query_one("#monitor").status == "running", 120, "the start")
 
     run_app(app, body)  # the app exits here, with the run still going
