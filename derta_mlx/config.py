@@ -23,10 +23,12 @@ class TrainConfig:
     method: str = "derta"  # derta | vanilla | harmful-prefix | rto
     template: Optional[str] = None  # derta | derta-eval | chat | auto; None = the catalogue's
     refusal: Optional[str] = None  # refusal rule; None = the catalogue's (see refusal.py)
+    refusal_opening: str = "Sorry"  # every safe target opens with it (data/opening.py); "none": as written
     # harmful prefix sampling
     prefix_distribution: str = "official"  # official | uniform | qi
     prefix_unit: Optional[str] = None  # word | token; None = word for official, token otherwise
     qi_cap: int = 100
+    prefix_cuts: int = 1  # harmful-prefix instances per safety triple, each with its own k
     # loss
     rto_weight: float = 1.0
     rto_keep: float = 1.0
@@ -75,7 +77,7 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}: {getattr(self, name)!r} is not one of {[a for a in allowed if a]}")
-        positive = ("iters", "batch_size", "grad_accumulation_steps", "lora_rank", "max_seq_length",
+        positive = ("iters", "batch_size", "prefix_cuts", "grad_accumulation_steps", "lora_rank", "max_seq_length",
                     "steps_per_report", "steps_per_eval", "save_every")
         for name in positive:
             if getattr(self, name) < 1:

@@ -19,13 +19,18 @@ def head_splits(model) -> bool:
     return type(model).__module__ in _SPLIT_HEAD and hasattr(model, "model")
 
 
-def logits_at(model, inputs: mx.array, positions: mx.array) -> mx.array:
-    """(N, vocab) logits at `positions`, indices into the flattened (batch x length) inputs."""
-    if not head_splits(model):
-        logits = model(inputs)
-        return logits.reshape(-1, logits.shape[-1])[positions]
-    hidden = model.model(inputs)
-    hidden = hidden.reshape(-1, hidden.shape[-1])[positions]
+def apply_head(model, hidden: mx.array) -> mx.array:
+    """Logits of hidden states from `model.model` (only where head_splits(model))."""
     if model.args.tie_word_embeddings:
         return model.model.embed_tokens.as_linear(hidden)
     return model.lm_head(hidden)
+
+
+def logits_at(model, inputs: mx.array, positions: mx.array, cache=None) -> mx.array:
+    """(N, vocab) logits at `positions`, indices into the flattened (batch x length) inputs;
+    `cache` (mlx-lm's per-layer KV caches) is filled on the way when given."""
+    if not head_splits(model):
+        logits = model(inputs, cache=cache)
+        return logits.reshape(-1, logits.shape[-1])[positions]
+    hidden = model.model(inputs, cache=cache)
+    return apply_head(model, hidden.reshape(-1, hidden.shape[-1])[positions])

@@ -3,20 +3,26 @@
   refusal_curves   teacher-forced: one forward pass over prompt + harmful response gives
                    P(refusal token | q, first k harmful tokens) for every k (batched).
   probe_examples   continuation: prompt + the first k harmful units (tokens or words), decoded
-                   greedily and judged by the refusal detector, next to the curve's value at k.
-  summarise        refusal rate and mean P(refusal) per position over many examples.
+                   greedily, judged by the refusal detector and put in a coherence class
+                   (coherence.py: a refusal sentence, a re-refusal or a token loop), next to the
+                   curve's value at k and P(refusal again): the refusal tokens' probability right
+                   after prompt + k harmful tokens + the refusal token (high = it will repeat).
+  summarise        per position over many examples: refusal rate, the coherence classes' rates,
+                   mean P(refusal) and mean P(refusal again).
 
 Functions take a loaded model and tokenizer and return plain dataclasses; nothing prints.
 """
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import mlx.core as mx
 import numpy as np
 
+from .coherence import classify
 from .data.prefix import word_ends
 from .detector import detect_refusal
+from .logits import logits_at
 from .segments import continuation_ids, prompt_ids
 from .templates import Template
 
@@ -42,6 +48,8 @@ class PositionResult:
     refuses: bool  # does the greedy continuation refuse?
     text: str  # the continuation
     refusal_char: int  # where the refusal starts in `text`, -1 if it does not refuse
+    coherence: str = ""  # its class (coherence.CLASSES): coherent, re-refusal, token loop, ...
+    p_again: float = float("nan")  # P(refusal token again | q, first k harmful tokens, refusal token)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,10 @@ class PositionSummary:
     refusal_rate: float
     mean_p_refusal: float
     n: int
+    coherent: float = 0.0  # share of continuations that refuse with a sentence
+    re_refusal: float = 0.0  # ... that refuse, then start refusing again
+    token_loop: float = 0.0  # ... that repeat one word (refusing or not)
+    mean_p_again: float = float("nan")  # mean P(refusal token again) after the refusal token
 
 
 def example_ids(tokenizer, template: Template, example: ProbeExample):
@@ -64,6 +76,21 @@ def example_ids(tokenizer, template: Template, example: ProbeExample):
     prompt = prompt_ids(tokenizer, template.prompt(example.question, tokenizer))
     harmful = continuation_ids(tokenizer, template.response_lead + example.harmful_response)
     return prompt, harmful
+
+
+def _padded(sequences: List[List[int]]) -> np.ndarray:
+    width = max(len(s) for s in sequences)
+    batch = np.zeros((len(sequences), width), dtype=np.int32)
+    for row, sequence in enumerate(sequences):
+        batch[row, : len(sequence)] = sequence
+    return batch
+
+
+def _refusal_probs_at(model, batch: np.ndarray, positions: List[int], refusal_ids: List[int]) -> np.ndarray:
+    """P(any refusal token) at flat `positions` of a right-padded batch; the LM head runs only
+    there (logits.py), not over every prompt token."""
+    logits = logits_at(model, mx.array(batch), mx.array(positions, dtype=mx.int32)).astype(mx.float32)
+    return np.array(mx.softmax(logits, axis=-1)[:, refusal_ids].sum(axis=-1))
 
 
 def refusal_curves(model, tokenizer, template: Template, examples: Sequence[ProbeExample],
@@ -74,14 +101,27 @@ def refusal_curves(model, tokenizer, template: Template, examples: Sequence[Prob
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         pairs = [example_ids(tokenizer, template, e) for e in chunk]
-        width = max(len(p) + len(h) for p, h in pairs)
-        batch = np.zeros((len(chunk), width), dtype=np.int32)
-        for row, (p, h) in enumerate(pairs):
-            batch[row, : len(p) + len(h)] = p + h
-        probs = np.array(mx.softmax(model(mx.array(batch)).astype(mx.float32), axis=-1)[..., ids].sum(axis=-1))
-        for example, (p, h), row in zip(chunk, pairs, probs):
-            curves.append(Curve(example.id, row[len(p) - 1 : len(p) + len(h)]))
+        batch = _padded([p + h for p, h in pairs])
+        spans = [(row * batch.shape[1] + len(p) - 1, row * batch.shape[1] + len(p) + len(h))
+                 for row, (p, h) in enumerate(pairs)]
+        probs = _refusal_probs_at(model, batch, [i for a, b in spans for i in range(a, b)], ids)
+        offset = 0
+        for example, (a, b) in zip(chunk, spans):
+            curves.append(Curve(example.id, probs[offset : offset + b - a]))
+            offset += b - a
     return curves
+
+
+def next_refusal_probs(model, sequences: List[List[int]], refusal_ids: Sequence[int],
+                       batch_size: int = 8) -> List[float]:
+    """P(any refusal token | sequence) at the end of each sequence, batched (right-padded)."""
+    out = []
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        batch = _padded(chunk)
+        last = [row * batch.shape[1] + len(s) - 1 for row, s in enumerate(chunk)]
+        out.extend(_refusal_probs_at(model, batch, last, list(refusal_ids)).tolist())
+    return out
 
 
 def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, refusal_ids) -> Curve:
@@ -89,15 +129,17 @@ def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, r
 
 
 def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32,
-                  temperature: float = 0.0, top_p: float = 1.0) -> List[str]:
-    """Continuations of many prompts, batched by mlx-lm's batch_generate (greedy by default)."""
+                  temperature: float = 0.0, top_p: float = 1.0, caches: Optional[List[list]] = None) -> List[str]:
+    """Continuations of many prompts, batched by mlx-lm's batch_generate (greedy by default);
+    `caches` (per prompt, mlx-lm's per-layer KV caches) hold what precedes each prompt."""
     from mlx_lm.generate import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
     if not prompts:
         return []
     sampler = make_sampler(temp=temperature, top_p=top_p)
-    return batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, sampler=sampler).texts
+    return batch_generate(model, tokenizer, prompts, prompt_caches=caches, max_tokens=max_tokens,
+                          sampler=sampler).texts
 
 
 def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words: Sequence[int]) -> List[int]:
@@ -111,21 +153,79 @@ def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words
     return out
 
 
+def _branch(cache: list, length: int) -> list:
+    """A copy of per-layer KV caches holding only their first `length` tokens."""
+    from mlx_lm.models.cache import KVCache
+
+    out = []
+    for layer in cache:
+        branch = KVCache()
+        branch.keys, branch.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+        branch.offset = length
+        out.append(branch)
+    return out
+
+
+def _next_token_probs(model, caches: List[list], token: int, refusal_ids: List[int], batch_size: int = 32):
+    """P(any refusal token) after feeding `token` on each of `caches` (batched, left-padded)."""
+    from mlx_lm.models.cache import BatchKVCache
+
+    out = []
+    for start in range(0, len(caches), batch_size):
+        chunk = caches[start : start + batch_size]
+        merged = [BatchKVCache.merge([rows[layer] for rows in chunk]) for layer in range(len(chunk[0]))]
+        logits = model(mx.array([[token]] * len(chunk)), cache=merged)[:, -1].astype(mx.float32)
+        out.extend(np.array(mx.softmax(logits, axis=-1)[:, refusal_ids].sum(axis=-1)).tolist())
+    return out
+
+
+def _can_branch(model) -> bool:
+    """Whether the model's cache is mlx-lm's plain KVCache, which can be cut at any length."""
+    from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+    return all(type(c) is KVCache for c in make_prompt_cache(model))
+
+
 def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[int],
                    examples: Sequence[ProbeExample], positions: Sequence[int], unit: str = "token",
-                   max_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0) -> List[ExampleProbe]:
-    """For each example: its curve, and the continuation from each position, all batched."""
+                   max_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
+                   refusal_token: Optional[int] = None) -> List[ExampleProbe]:
+    """For each example: its curve, and the continuation from each position, all batched.
+    `refusal_token` (the token RTO trains) gives P(refusal again) after it; None skips that.
+
+    Each example is prefilled once (prompt + the whole harmful response: that forward pass also
+    gives the curve) and its KV cache is cut at every position, so no position re-reads the prompt."""
+    from mlx_lm.models.cache import make_prompt_cache
+
     model.eval()
-    curves = refusal_curves(model, tokenizer, template, examples, refusal_ids)
-    prompts, cuts = [], []
+    ids = list(refusal_ids)
+    branching = _can_branch(model)
+    curves, prompts, cuts, caches, full_caches = [], [], [], [], []
     for example in examples:
         prompt, harmful = example_ids(tokenizer, template, example)
+        sequence = prompt + harmful
+        cache = make_prompt_cache(model) if branching else None
+        span = mx.arange(len(prompt) - 1, len(sequence))
+        logits = logits_at(model, mx.array([sequence]), span, cache).astype(mx.float32)
+        curves.append(Curve(example.id, np.array(mx.softmax(logits, axis=-1)[:, ids].sum(axis=-1))))
         tokens = tokens_for_words(tokenizer, template, example, positions) if unit == "word" else positions
         for k in tokens:
             cuts.append(min(k, len(harmful)))
-            prompts.append(prompt + harmful[: cuts[-1]])
-    texts = iter(continue_many(model, tokenizer, prompts, max_tokens, temperature, top_p))
-    cuts = iter(cuts)
+            prompts.append(sequence[: len(prompt) + cuts[-1]])
+            if branching:
+                caches.append(_branch(cache, len(prompts[-1]) - 1))
+                full_caches.append(_branch(cache, len(prompts[-1])))
+    again = [float("nan")] * len(prompts)
+    if refusal_token is not None:
+        if branching:
+            again = _next_token_probs(model, full_caches, refusal_token, ids)
+        else:
+            again = next_refusal_probs(model, [p + [refusal_token] for p in prompts], ids)
+    if branching:
+        texts = continue_many(model, tokenizer, [p[-1:] for p in prompts], max_tokens, temperature, top_p, caches)
+    else:
+        texts = continue_many(model, tokenizer, prompts, max_tokens, temperature, top_p)
+    texts, cuts, again = iter(texts), iter(cuts), iter(again)
     results = []
     for example, curve in zip(examples, curves):
         rows = []
@@ -133,7 +233,7 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
             k, text = next(cuts), next(texts)
             verdict = detect_refusal(text)
             rows.append(PositionResult(position, k, float(curve.p_refusal[k]), verdict.refuses, text,
-                                       verdict.start if verdict.refuses else -1))
+                                       verdict.start if verdict.refuses else -1, classify(text), next(again)))
         results.append(ExampleProbe(example.id, curve.p_refusal, rows))
     return results
 
@@ -142,8 +242,14 @@ def summarise(results: Sequence[ExampleProbe], positions: Sequence[int]) -> List
     out = []
     for i, position in enumerate(positions):
         cells = [r.positions[i] for r in results]
+
+        def share(name):
+            return float(np.mean([c.coherence == name for c in cells]))
+
         out.append(PositionSummary(position, float(np.mean([c.refuses for c in cells])),
-                                   float(np.mean([c.p_refusal for c in cells])), len(cells)))
+                                   float(np.mean([c.p_refusal for c in cells])), len(cells),
+                                   share("coherent"), share("re-refusal"), share("token loop"),
+                                   float(np.mean([c.p_again for c in cells]))))
     return out
 
 

@@ -1,10 +1,14 @@
 """Which token RTO trains the model to emit, resolved from the tokenizer.
 
 Rules (the catalogue's `refusal` field, or `--refusal`):
-  auto          the first of " Sorry", " sorry", "Sorry" that is one token where it would
-                appear in an answer. LLaMA-3 -> " Sorry" (33386), Mistral -> "▁Sorry" (19385),
-                SmolLM2 (which splits " Sorry") -> " sorry" (22657). The space-led form avoids
-                the glued "conSorry" the official checkpoints print.
+  auto          the token the refusal opening (data/opening.py, default "Sorry") starts an answer
+                with: the opening's word after the template's response lead when that is one
+                whole-word token, else the word glued to what precedes it. So every safe target
+                and every RTO position share one token (one refusal transition):
+                  LLaMA-3, DeRTa template  " Sorry" 33386     Mistral, DeRTa template "▁Sorry" 19385
+                  LLaMA-3, chat template   "Sorry" 19701      SmolLM2 (splits " Sorry") "Sorry" 37388
+                With `refusal_opening: none`, the first of " Sorry", " sorry", "Sorry" that is one
+                token (the rule before refusal openings existed).
   official      the no-space vocabulary entry "Sorry" the official code hard-codes
                 (LLaMA-3 19701, Mistral 23166), for compatibility.
   space         " Sorry" and nothing else.
@@ -15,8 +19,10 @@ Rules (the catalogue's `refusal` field, or `--refusal`):
 
 from dataclasses import dataclass
 
+from .data.opening import NO_OPENING, opening_word
 from .errors import UserError
 from .segments import continuation_ids, encode_plain
+
 AUTO_CANDIDATES = (" Sorry", " sorry", "Sorry")
 PROBE_VARIANTS = (" Sorry", "Sorry", " sorry", "sorry")
 
@@ -62,8 +68,22 @@ def _variants(tokenizer) -> tuple:
     return tuple(found)
 
 
-def resolve_refusal(tokenizer, rule: str = "auto") -> RefusalTarget:
-    """Resolve a refusal rule to one token id, or raise UserError saying why it cannot."""
+def opening_token(tokenizer, response_lead: str, opening: str):
+    """(id, text) of the whole-word token the opening's word starts an answer with, or None."""
+    word = opening_word(opening)
+    for text in dict.fromkeys((response_lead + word, word)):
+        ids = continuation_ids(tokenizer, text)
+        if ids and tokenizer.decode([ids[0]]).strip() == word:
+            return ids[0], tokenizer.decode([ids[0]])
+    return None
+
+
+def resolve_refusal(tokenizer, rule: str = "auto", response_lead: str = " ",
+                    opening: str = "Sorry") -> RefusalTarget:
+    """Resolve a refusal rule to one token id, or raise UserError saying why it cannot.
+
+    `response_lead` is the template's (templates.py) and `opening` the refusal opening that
+    safe targets are normalised to; both matter only to the auto rule."""
 
     def target(token_id: int, text: str) -> RefusalTarget:
         return RefusalTarget(token_id, _piece(tokenizer, token_id), text, rule, _variants(tokenizer))
@@ -77,6 +97,15 @@ def resolve_refusal(tokenizer, rule: str = "auto") -> RefusalTarget:
             )
         return target(token_id, text)
 
+    if rule == "auto" and opening != NO_OPENING:
+        found = opening_token(tokenizer, response_lead, opening)
+        if found is None:
+            raise UserError(
+                f"the refusal opening {opening!r} does not start with a one-token word in this vocabulary "
+                f"({_describe_split(tokenizer, response_lead + opening_word(opening))}); choose another with "
+                "--refusal-opening, or a token with --refusal token:TEXT or id:N."
+            )
+        return target(*found)
     if rule == "auto":
         for text in AUTO_CANDIDATES:
             token_id = _single_token(tokenizer, text)

@@ -56,7 +56,13 @@ def make_instance_config(cfg: TrainConfig, tokenizer, template, refusal) -> Inst
         template=template, refusal_id=refusal.token_id, eos_id=tokenizer.eos_token_id, method=cfg.method,
         max_seq_length=cfg.max_seq_length, rto_eos=cfg.rto_eos,
         prefix=PrefixSampler(cfg.prefix_distribution, cfg.unit, cfg.seed, cfg.qi_cap),
+        refusal_opening=cfg.refusal_opening, prefix_cuts=cfg.prefix_cuts,
     )
+
+
+def resolve_refusal_for(cfg: TrainConfig, ref, tokenizer, template):
+    """The run's refusal token: the rule, read with the template's lead and the refusal opening."""
+    return resolve_refusal(tokenizer, cfg.refusal or ref.refusal_rule, template.response_lead, cfg.refusal_opening)
 
 
 def resolve_tokenizer(cfg: TrainConfig, notify):
@@ -67,7 +73,7 @@ def resolve_tokenizer(cfg: TrainConfig, notify):
     path = ensure_local(ref, notify)
     tokenizer = load_tokenizer(path)
     template = get_template(cfg.template or ref.template, tokenizer)
-    return path, tokenizer, template, resolve_refusal(tokenizer, cfg.refusal or ref.refusal_rule)
+    return path, tokenizer, template, resolve_refusal_for(cfg, ref, tokenizer, template)
 
 
 def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
@@ -78,7 +84,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
     model_path = ensure_local(ref, notify)
     model, tokenizer = mlx_load(str(model_path))
     template = get_template(cfg.template or ref.template, tokenizer)
-    refusal = resolve_refusal(tokenizer, cfg.refusal or ref.refusal_rule)
+    refusal = resolve_refusal_for(cfg, ref, tokenizer, template)
 
     using_demo = not cfg.data
     rows = read_rows(cfg.data or demo_paths("train"))
@@ -93,6 +99,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
     if len(train_set) < cfg.batch_size:
         raise UserError(f"only {len(train_set)} training instances for batch size {cfg.batch_size}")
     probes = [r for r in probe_rows if isinstance(r, SafetyTriple)]
+    notify(f"Refusal token {refusal.text!r} (id {refusal.token_id}); " + stats.transition_summary())
     prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes)
     return model, tokenizer, prepared
 
@@ -107,6 +114,8 @@ def resolved_config(prepared: Prepared) -> str:
         f"(rule {p.refusal.rule})",
         f"# instances: {dict(p.stats.kinds)}; supervised tokens: {dict(p.stats.supervised)}; "
         f"truncated: {p.stats.truncated}; dropped: {dict(p.stats.dropped) or 0}",
+        f"# safe responses (refusal opening {p.cfg.refusal_opening!r}): {dict(p.stats.openings)}; "
+        + p.stats.transition_summary(),
         f"# validation instances: {len(p.val_set)}",
     ]
     cfg = replace(p.cfg, template=p.template.name, refusal=p.refusal.rule, adapter_path=str(p.run_dir))

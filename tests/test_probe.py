@@ -51,6 +51,29 @@ def test_curve_matches_the_continuation_probe(trained):
     assert [r.n for r in rows] == [2, 2, 2]
 
 
+def test_branched_caches_match_full_prompts(trained):
+    """Each example is prefilled once and its cache cut at every k: the continuations and
+    P(refusal again) equal those of feeding every prompt whole."""
+    from derta_mlx.coherence import CLASSES
+    from derta_mlx.probe import continue_many, example_ids, next_refusal_probs
+
+    model_dir, run = trained
+    model, tokenizer = load(str(model_dir), adapter_path=str(run))
+    template = get_template("derta")
+    results = probe_examples(model, tokenizer, template, [33386], EXAMPLES, [0, 3, 6, 99], max_tokens=5,
+                             refusal_token=33386)
+    prompts = []
+    for example in EXAMPLES:
+        prompt, harmful = example_ids(tokenizer, template, example)
+        prompts += [prompt + harmful[:k] for k in (0, 3, 6, len(harmful))]
+    cells = [cell for result in results for cell in result.positions]
+    assert [cell.text for cell in cells] == continue_many(model, tokenizer, prompts, 5)
+    again = next_refusal_probs(model, [p + [33386] for p in prompts], [33386])
+    assert np.allclose([cell.p_again for cell in cells], again, atol=1e-5)
+    assert all(cell.coherence in CLASSES for cell in cells)
+    assert results[0].positions[-1].tokens == len(prompts[3]) - len(prompts[0])  # k beyond the end: clipped
+
+
 def test_cli_compare_base_json_and_plot(trained, tmp_path):
     model_dir, run = trained
     data = tmp_path / "probe.jsonl"
@@ -61,12 +84,13 @@ def test_cli_compare_base_json_and_plot(trained, tmp_path):
                           "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "base refuses" in out.stdout and "adapter refuses" in out.stdout
+    assert "base:" in out.stdout and "adapter:" in out.stdout and "coherent" in out.stdout
     assert "Step 1" not in out.stdout  # harmful text is never printed unasked
     report = json.loads((tmp_path / "p.json").read_text())
     base = [r["mean_p_refusal"] for r in report["summary"]["base"]]
     adapter = [r["mean_p_refusal"] for r in report["summary"]["adapter"]]
     assert all(a > 10 * b for a, b in zip(adapter, base))
+    assert {"coherent", "re_refusal", "token_loop", "mean_p_again"} <= set(report["summary"]["adapter"][0])
     for cell in report["examples"]["base"][0]["positions"]:
         assert cell["text"] is None or cell["refuses"]
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -98,7 +98,9 @@ def cmd_build(args) -> int:
     write_text(args.out, "".join(lines))
     print(f"wrote {len(instances)} instances to {args.out}: {dict(stats.kinds)}; "
           f"supervised tokens {dict(stats.supervised)}; truncated {stats.truncated}; "
-          f"dropped {dict(stats.dropped) or 0}; refusal token {refusal.text!r} id {refusal.token_id}")
+          f"dropped {dict(stats.dropped) or 0}; refusal token {refusal.text!r} id {refusal.token_id}; "
+          f"safe responses {dict(stats.openings)}")
+    print(stats.transition_summary())
     return 0
 
 

@@ -82,27 +82,31 @@ def cmd_probe(args) -> int:
     positions = positions_of(args, examples)
 
     variants = {}
+    settings = (args.unit, args.max_tokens, args.temperature, args.top_p, refusal.token_id)
     if args.compare_base:
         set_adapter_scale(model, 0.0)
-        variants["base"] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions,
-                                          args.unit, args.max_tokens, args.temperature, args.top_p)
+        _notify(f"probing the base: {len(examples)} example(s) x {len(positions)} positions...")
+        variants["base"] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions, *settings)
         set_adapter_scale(model, 1.0)
     label = "adapter" if args.adapter else "model"
-    variants[label] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions,
-                                     args.unit, args.max_tokens, args.temperature, args.top_p)
+    _notify(f"probing the {label}: {len(examples)} example(s) x {len(positions)} positions...")
+    variants[label] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions, *settings)
     summaries = {name: summarise(results, positions) for name, results in variants.items()}
 
     names = list(variants)
     print(f"refusal tokens {refusal_ids} ({refusal.text!r} and variants); {len(examples)} example(s); "
           f"positions in {args.unit}s")
-    header = f"{'k':>5}" + "".join(f"  {n + ' refuses':>16}  {n + ' P(refusal)':>18}" for n in names)
-    print(header)
-    for i, position in enumerate(positions):
-        line = f"{position:>5}"
-        for name in names:
-            row = summaries[name][i]
-            line += f"  {row.refusal_rate:>16.0%}  {row.mean_p_refusal:>18.4f}"
-        print(line)
+    columns = (("refuses", "refusal_rate", "%"), ("coherent", "coherent", "%"), ("re-refusal", "re_refusal", "%"),
+               ("loop", "token_loop", "%"), ("P(refusal)", "mean_p_refusal", "p"), ("P(again)", "mean_p_again", "p"))
+    for name in names:
+        print(f"{name}:")
+        print(f"{'k':>5}" + "".join(f"  {title:>10}" for title, _, _ in columns))
+        for row in summaries[name]:
+            cells = [f"{getattr(row, key):>10.0%}" if kind == "%" else f"{getattr(row, key):>10.4f}"
+                     for _, key, kind in columns]
+            print(f"{row.position:>5}" + "".join(f"  {cell}" for cell in cells))
+    print("coherent: a refusal sentence; re-refusal: it refuses again; loop: one word repeated "
+          "(derta_mlx/coherence.py); P(again): the refusal token right after itself")
     histograms = {}
     if 0 in positions:  # the paper's Fig. 4: where refusals start in responses to the plain prompt
         index = positions.index(0)

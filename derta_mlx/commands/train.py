@@ -26,9 +26,12 @@ HELP = {
     "method": "derta | vanilla | harmful-prefix | rto (the paper's Table 4 ablations)",
     "template": "derta | derta-eval | chat | auto (default: the catalogue's)",
     "refusal": "refusal-token rule: auto | official | space | token:TEXT | phrase:TEXT | id:N",
+    "refusal_opening": "what every safe target opens with; auto's refusal token is its first word "
+                       "(default Sorry; none: keep safe responses as written)",
     "prefix_distribution": "harmful-prefix length k: official | uniform | qi",
     "prefix_unit": "word | token (default: word for official, token otherwise)",
     "qi_cap": "C for --prefix-distribution qi (k uniform in 1..C)",
+    "prefix_cuts": "harmful-prefix instances per safety triple, each cut at its own k",
     "rto_weight": "weight of the RTO term",
     "rto_keep": "share of RTO targets kept each step (official full fine-tuning: 0.05)",
     "reduction": "token-mean (the official single mean) | per-term (each term its own mean)",
@@ -114,33 +117,14 @@ class Progress:
         self.stream.flush()
 
 
-PROBE_POSITIONS = (0, 5, 10, 20, 40)
-
-
 def make_probe(notify):
-    """The before/after probe: refusal when made to continue from k harmful tokens."""
-    from ..atomic import write_json
-    from ..probe import ProbeExample, probe_examples, summarise
+    """The before/after probe (before_after.py), reporting through `notify`."""
+    from ..before_after import probe_run
 
     def probe(model, tokenizer, prepared, label):
-        notify(f"Probing refusal {label} training on {len(prepared.probe_examples)} held-out questions...")
-        examples = [ProbeExample(r.question, r.harmful_response, r.id) for r in prepared.probe_examples]
-        ids = sorted({prepared.refusal.token_id, *[i for i, _ in prepared.refusal.variants]})
-        results = probe_examples(model, tokenizer, prepared.template, ids, examples, PROBE_POSITIONS, max_tokens=16)
-        rows = [asdict(row) for row in summarise(results, PROBE_POSITIONS)]
-        write_json(prepared.run_dir / f"probe_{label}.json",
-                   {"positions": list(PROBE_POSITIONS), "rows": rows, "refusal_ids": ids})
-        return rows
+        return probe_run(model, tokenizer, prepared, label, notify)
 
     return probe
-
-
-def print_table(before, after) -> None:
-    print("\nRefusal when made to continue from the first k tokens of a harmful answer (held-out questions):")
-    print(f"{'k':>4}  {'refuses before':>14}  {'refuses after':>13}  {'P(refusal) before':>17}  {'P(refusal) after':>16}")
-    for b, a in zip(before, after):
-        print(f"{b['position']:>4}  {b['refusal_rate']:>14.0%}  {a['refusal_rate']:>13.0%}  "
-              f"{b['mean_p_refusal']:>17.4f}  {a['mean_p_refusal']:>16.4f}")
 
 
 def cmd_launch(args) -> int:
@@ -314,9 +298,11 @@ def cmd_train(args) -> int:
         from pathlib import Path
 
         saved = Path(run_dir) / "probe_before.json"
-        before = json.loads(saved.read_text())["rows"] if saved.exists() else None
-    if before and results.get("after"):
-        print_table(before, results["after"])
+        before = json.loads(saved.read_text()) if saved.exists() else None
+    if before and "helpfulness" in before and results.get("after"):
+        from ..before_after import format_table
+
+        print(format_table(before, results["after"]))
     print(f"\nRun directory: {run_dir}  (trainable parameters: {facts['trainable_params']:,}; "
           f"base {'dequantised to float32' if facts['dequantised'] else 'as loaded'})")
     print(f"Use the adapter with mlx-lm: mlx_lm.generate --model {results['model_path']} --adapter-path {run_dir}")

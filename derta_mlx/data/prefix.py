@@ -1,13 +1,18 @@
 """Where to cut a harmful response: seeded harmful-prefix sampling with an explicit unit.
 
 Distributions (k = the number of units of the harmful response kept before the safe answer):
-  official  the official script: words, k uniform in 1..L-2, and k = 0 for every third item
-            (by index). Rows with fewer than 3 words get k = 0 (the script silently dropped
-            them from one list only, which misaligned its data).
+  official  the official script: words, k uniform in 1..L-2, and k = 0 for a third of the
+            items (the script took every third by index; here a seeded third, by content).
+            Rows with fewer than 3 words get k = 0 (the script silently dropped them from one
+            list only, which misaligned its data).
+
+k is seeded by (seed, the row's key): a hash of its question and harmful response (`row_key`). So k does not change when other rows are added, removed or
+reordered, and `derta-mlx data build` shows the k that training uses.
   uniform   k uniform in 0..L (the paper's text: "a random number sampled from 0 to |r|").
   qi        Qi et al. (2024): k = 0 with probability 0.5, else uniform in 1..min(C, L).
 """
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -30,15 +35,11 @@ class PrefixSampler:
         if self.unit not in UNITS:
             raise ValueError(f"prefix unit must be one of {UNITS}")
 
-    def sample(self, index: int, length: int) -> int:
-        """k for the item at `index` whose harmful response has `length` units.
-
-        Each item gets its own generator seeded by (seed, index), so k does not depend on
-        which other rows are in the file or in what order they are processed.
-        """
-        rng = random.Random(f"{self.seed}:{index}")
+    def sample(self, key: str, length: int) -> int:
+        """k for the item with `key` (see row_key) whose harmful response has `length` units."""
+        rng = random.Random(f"{self.seed}:{key}")
         if self.distribution == "official":
-            if index % 3 == 0 or length < 3:
+            if rng.randrange(3) == 0 or length < 3:
                 return 0
             return rng.randint(1, length - 2)
         if self.distribution == "uniform":
@@ -46,6 +47,11 @@ class PrefixSampler:
         if rng.random() < 0.5 or length == 0:
             return 0
         return rng.randint(1, min(self.qi_cap, length))
+
+
+def row_key(question: str, harmful: str) -> str:
+    """What seeds a row's k: its content (a row's default id is its line number, which moves)."""
+    return hashlib.sha256(f"{question}\0{harmful}".encode()).hexdigest()[:16]
 
 
 _WORD = re.compile(r"\S+")
