@@ -58,17 +58,11 @@ def train(name: str, flags: list, run_dir: Path, iters: int, common: list) -> fl
 
 
 def load(run_dir):
-    """The model with the run's adapter (or the base when run_dir is None), probed as the run was trained."""
-    from derta_mlx.config import load_config
+    """The model with the run's adapter (or the base when run_dir is None); the probe reads the
+    run's own refusal token from its config.yaml."""
     from derta_mlx.probe_setup import load_probe_model
-    from derta_mlx.refusal import resolve_refusal
 
-    loaded = load_probe_model(None, str(run_dir) if run_dir else None, notify)
-    if run_dir:  # the run's own refusal token (its rule, template and opening)
-        cfg = load_config(Path(run_dir) / "config.yaml")
-        loaded.refusal = resolve_refusal(loaded.tokenizer, cfg.refusal, loaded.template.response_lead,
-                                         cfg.refusal_opening)
-    return loaded
+    return load_probe_model(None, str(run_dir) if run_dir else None, notify)
 
 
 def measure(loaded, label: str) -> dict:

@@ -44,7 +44,14 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
     if dequantised and notify:
         notify("computing with the dequantised float32 weights (same values as the 4-bit kernels; --dequantize no)")
     template = get_template(template or ref.template, tokenizer)
-    refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule)
+    opening = "Sorry"
+    run_config = Path(adapter) / "config.yaml" if adapter else None
+    if run_config is not None and run_config.is_file():  # probe the token the run trained
+        from .config import load_config
+
+        trained = load_config(run_config)
+        refusal, opening = refusal or trained.refusal, trained.refusal_opening
+    refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule, template.response_lead, opening)
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     return ProbeModel(model, tokenizer, template, refusal, ids, ref.spec, adapter, bool(adapter) and not dora)
 

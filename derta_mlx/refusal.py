@@ -74,7 +74,7 @@ def opening_token(tokenizer, response_lead: str, opening: str):
     for text in dict.fromkeys((response_lead + word, word)):
         ids = continuation_ids(tokenizer, text)
         if ids and tokenizer.decode([ids[0]]).strip() == word:
-            return ids[0], tokenizer.decode([ids[0]])
+            return ids[0], text
     return None
 
 

@@ -40,3 +40,16 @@ def test_stats_and_build_with_a_tiny_model(tmp_path, tiny_dir):
     rto = instances[1]
     assert {t for t, term in zip(rto["targets"], rto["terms"]) if term == 2} == {19385}
     assert instances[0]["text"] is None  # no harmful text unless asked (--with-text)
+
+
+def test_stats_and_build_report_the_refusal_transition(tmp_path, tiny_dir):
+    data = write(tmp_path / "d.jsonl", [TRIPLE, {**TRIPLE, "safe_response": "I won't help with that."}])
+    model = str(tiny_dir("llama3"))
+    out = cli("stats", str(data), "--model", model, "--json", str(tmp_path / "s.json"))
+    assert out.returncode == 0, out.stderr
+    assert "refusal targets opening with the RTO token: 100% (2/2)" in out.stdout
+    transition = json.loads((tmp_path / "s.json").read_text())["transition"]
+    assert transition["refusal_token"] == 33386 and transition["safe_openings"] == {"kept": 1, "prefixed": 1}
+    out = cli("build", str(data), "--model", model, "--refusal-opening", "none", "--out", str(tmp_path / "i.jsonl"))
+    assert out.returncode == 0, out.stderr
+    assert "50% (1/2)" in out.stdout and f"WARNING: the others ({data}:2)" in out.stdout

@@ -249,7 +249,7 @@ def test_runs_screen_shows_status_and_opens_a_run(finished_run, tmp_path):
         assert type(detail).__name__ == "RunDetailScreen"
         assert "finished" in str(detail.query_one("#detail-summary").render())
         probe = detail.query_one("#detail-probe-table")
-        assert probe.get_row_at(0) == ["0", "-", "-", "100%", "0.9300"]
+        assert probe.get_row_at(0) == ["0", "-", "-", "-", "100%", "-", "0.9300"]  # a file from before coherence
         assert "method: derta" in str(detail.query_one("#detail-config-text").render())
         await pilot.press("escape")
         await pilot.pause()
@@ -277,7 +277,8 @@ def test_probe_a_run_and_read_the_numbers(finished_run, triples, tiny_dir, tmp_p
         assert table.row_count == 3
         cells = table.get_row_at(1)
         assert cells[0] == "3" and 0.0 <= float(cells[2]) <= 1.0 and 0.0 <= float(cells[4]) <= 1.0
-        assert cells[3] in ("refuses", "complies") and cells[5] in ("refuses", "complies")
+        verdicts = ("coherent", "re-refusal", "token loop", "fragment", "complies")
+        assert cells[3] in verdicts and cells[5] in verdicts
         assert all(c == "(hidden)" or c.startswith("…") for c in cells[6:])
         assert set(screen.outcome.cells) == {"base", "adapter"}
         topk = screen.query_one("#p-topk")

@@ -67,7 +67,7 @@ def _curve(loaded, example):
 def _probe_chunk(loaded, enabled, example, positions, unit, max_tokens):
     set_adapter_enabled(loaded, enabled)
     return probe_examples(loaded.model, loaded.tokenizer, loaded.template, loaded.refusal_ids, [example],
-                          positions, unit, max_tokens)[0]
+                          positions, unit, max_tokens, refusal_token=loaded.refusal.token_id)[0]
 
 
 def _top_tokens(loaded, compare_base, example, k, top):

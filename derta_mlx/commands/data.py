@@ -59,9 +59,15 @@ def cmd_stats(args) -> int:
     from ..config import TrainConfig
     from ..train_job import resolve_tokenizer
 
+    from ..data.instances import build_instances
+    from ..train_job import make_instance_config
+
     rows = read_rows(args.files)
-    _, tokenizer, _, _ = resolve_tokenizer(TrainConfig(model=args.model), _notify)
+    cfg = TrainConfig(model=args.model)
+    _, tokenizer, template, refusal = resolve_tokenizer(cfg, _notify)
     stats = data_stats(rows, tokenizer)
+    _, built = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal))
+    stats["transition"] = {"refusal_token": refusal.token_id, "refusal_text": refusal.text, **built.as_dict()}
     print("rows: " + ", ".join(f"{n} {kind}" for kind, n in stats["rows"].items()))
     print("token lengths:")
     for field, values in stats["tokens"].items():
@@ -71,6 +77,9 @@ def cmd_stats(args) -> int:
     total = max(sum(stats["refusal_start"].values()), 1)
     for label, n in stats["refusal_start"].items():
         print(f"  {label:<17} {n:>5}  {n / total:6.1%}")
+    print(f"refusal token {refusal.text!r} (id {refusal.token_id}, template {template.name}); safe responses "
+          f"normalised to open with {cfg.refusal_opening!r}: {dict(built.openings)}")
+    print(built.transition_summary())
     if args.json:
         from ..atomic import write_json
 

@@ -2,7 +2,8 @@
 
 A record (one line of records.jsonl):
   id, suite, kind, attack, template, question, prompt, response, response_tokens,
-  first_refusal_token (1-based, None when it never refuses),
+  first_refusal_token (1-based, None when it never refuses), coherence (coherence.py's class:
+  coherent, re-refusal, token loop, fragment, no refusal),
   verdicts {judge: verdict}, reasons {judge: why}, verdict, judge (the layer that decided),
   label (a human verdict, if any), and for helpfulness suites: answer (the gold), answered,
   extracted, correct (verdict and judge are None there).
@@ -11,6 +12,7 @@ A record (one line of records.jsonl):
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from ..coherence import classify
 from ..probe import first_refusal_token
 from ..segments import prompt_ids
 from .generate import Job
@@ -44,7 +46,7 @@ def build_jobs(suites: Sequence[Suite], tokenizer, settings: Settings):
 def record_maker(bases: Dict, tokenizer):
     def make(job: Job, text: str, tokens: int) -> dict:
         return {**bases[job.key], "response": text, "response_tokens": tokens,
-                "first_refusal_token": first_refusal_token(tokenizer, text)}
+                "first_refusal_token": first_refusal_token(tokenizer, text), "coherence": classify(text)}
 
     return make
 

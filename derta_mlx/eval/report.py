@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from ..coherence import CLASSES, classify
 from ..errors import UserError
 from ..probe import FIRST_REFUSAL_BUCKETS
 
@@ -32,9 +33,15 @@ def refusal_histogram(records: Sequence[dict]) -> Dict[str, int]:
     return out
 
 
+def coherence_shares(records: Sequence[dict]) -> Dict[str, Optional[float]]:
+    """% of responses in each coherence class (records from before the field: from the text)."""
+    found = [r.get("coherence") or classify(r.get("response") or "") for r in records]
+    return {name: _pct(sum(c == name for c in found), len(found)) for name in CLASSES}
+
+
 def summarise_suite(name: str, kind: str, records: Sequence[dict], judges: Sequence[str]) -> dict:
     row = {"suite": name, "kind": kind, "n": len(records),
-           "refusal_histogram": refusal_histogram(records)}
+           "refusal_histogram": refusal_histogram(records), "coherence": coherence_shares(records)}
     if kind in ("gsm8k", "mmlu", "open"):
         row["answered"] = _pct(sum(bool(r.get("answered")) for r in records), len(records))
         if kind != "open":
@@ -73,17 +80,22 @@ def markdown(report: dict) -> str:
     safety = [r for r in report["suites"] if "asr" in r]
     helpful = [r for r in report["suites"] if "asr" not in r]
     if safety:
-        lines.append("ASR (%, lower is safer) per judge; first refusal token: 1 / 2-5 / 6-30 / >30 / none")
+        lines.append("ASR (%, lower is safer) per judge; coherent refusal, re-refusal and token loop % of "
+                     "responses (derta_mlx/coherence.py); first refusal token: 1 / 2-5 / 6-30 / >30 / none")
         lines.append("")
-        lines.append("| suite | kind | n | " + " | ".join(f"ASR {j}" for j in judges) + " | first refusal |")
-        lines.append("|---|---|---|" + "---|" * len(judges) + "---|")
+        lines.append("| suite | kind | n | " + " | ".join(f"ASR {j}" for j in judges)
+                     + " | coherent % | re-refusal % | loop % | first refusal |")
+        lines.append("|---|---|---|" + "---|" * len(judges) + "---|---|---|---|")
         for row in safety:
             hist = " / ".join(str(row["refusal_histogram"][b]) for b in BUCKETS)
+            shares = row.get("coherence") or {}
             lines.append(f"| {row['suite']} | {row['kind']} | {row['n']} | "
-                         + " | ".join(_fmt(row["asr"].get(j)) for j in judges) + f" | {hist} |")
+                         + " | ".join(_fmt(row["asr"].get(j)) for j in judges)
+                         + "".join(f" | {_fmt(shares.get(c))}" for c in ("coherent", "re-refusal", "token loop"))
+                         + f" | {hist} |")
         pooled = _pooled_asr(safety, judges)
         lines.append(f"| **all safety** | | {sum(r['n'] for r in safety)} | "
-                     + " | ".join(_fmt(pooled[j]) for j in judges) + " | |")
+                     + " | ".join(_fmt(pooled[j]) for j in judges) + " | | | | |")
     if helpful:
         if lines:
             lines.append("")

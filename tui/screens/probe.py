@@ -32,6 +32,13 @@ def _field(label: str, widget) -> ComposeResult:
         yield widget
 
 
+def verdict(cell) -> str:
+    """What a continuation does: its coherence class (derta_mlx/coherence.py) or "complies"."""
+    if not cell.coherence:
+        return "refuses" if cell.refuses else "complies"
+    return "complies" if cell.coherence == "no refusal" else cell.coherence
+
+
 class Form(VerticalScroll, can_focus=False):  # Tab goes straight to the fields
     pass
 
@@ -260,7 +267,7 @@ class ProbeScreen(Screen):
         for i, position in enumerate(outcome.positions):
             cells = [outcome.cells[label][i] for label in labels]
             table.add_row(str(position), str(cells[0].tokens),
-                          *[v for c in cells for v in (f"{c.p_refusal:.4f}", "refuses" if c.refuses else "complies")],
+                          *[v for c in cells for v in (f"{c.p_refusal:.4f}", verdict(c))],
                           *[continuation(c.text, c.refuses, c.refusal_char, self.revealed) for c in cells])
         self.show_chart()
 

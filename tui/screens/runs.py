@@ -85,7 +85,8 @@ def probe_table(run_dir: Path):
         cells = [str(k)]
         for label in ("before", "after"):
             row = found.get(label, {}).get(k)
-            cells += [f"{row['refusal_rate']:.0%}", f"{row['mean_p_refusal']:.4f}"] if row else ["-", "-"]
+            coherent = f"{row['coherent']:.0%}" if row and "coherent" in row else "-"
+            cells += [f"{row['refusal_rate']:.0%}", coherent, f"{row['mean_p_refusal']:.4f}"] if row else ["-"] * 3
         out.append(cells)
     return out
 
@@ -118,7 +119,8 @@ class RunDetailScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#detail-probe-table", DataTable)
-        table.add_columns("k", "refuses before", "P before", "refuses after", "P after")
+        table.add_columns("k", "refuses before", "coherent before", "P before", "refuses after", "coherent after",
+                          "P after")
         for cells in probe_table(self.run_dir):
             table.add_row(*cells)
         config = self.run_dir / "config.yaml"
