@@ -234,6 +234,14 @@ def test_prefix_cuts_give_several_ks_per_row(tokenizer_of):
     assert stats.kinds["harmful-prefix"] == 12
     per_row = [[x.prefix_units for x in instances if x.source == f"t.jsonl:{i + 1}"] for i in range(3)]
     assert all(len(ks) == 4 and len(set(ks)) > 1 for ks in per_row)
+    assert all(k >= 1 for ks in per_row for k in ks[1:])  # the extra cuts are inside the answer
+
+
+@pytest.mark.parametrize("distribution", ["official", "uniform", "qi"])
+def test_inside_cuts_never_give_an_empty_prefix(distribution):
+    sampler = PrefixSampler(distribution, "token", seed=0, qi_cap=5)
+    assert all(sampler.sample(str(i), 30, inside=True) >= 1 for i in range(500))
+    assert any(sampler.sample(str(i), 30) == 0 for i in range(500))
 
 
 @pytest.mark.parametrize("method", ["vanilla", "harmful-prefix"])

@@ -38,13 +38,14 @@ def load_examples(args):
     return [ProbeExample(args.question, args.harmful_response, "cli")]
 
 
-def plot(path, variants):
+def plot(path, variants, summaries):
+    """The mean teacher-forced curve(s), and beside them what the continuations did at each k."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(12, 4))
     for label, results in variants.items():
         longest = max(len(r.curve) for r in results)
         mean = [np.mean([r.curve[k] for r in results if k < len(r.curve)]) for k in range(longest)]
@@ -54,6 +55,16 @@ def plot(path, variants):
     ax.set_ylim(0, 1)
     ax.set_title("Teacher-forced refusal probability inside harmful answers")
     ax.legend()
+    for label, rows in summaries.items():
+        ks = [row.position for row in rows]
+        right.plot(ks, [row.refusal_rate for row in rows], marker="o", label=f"{label}: refuses")
+        right.plot(ks, [row.coherent for row in rows], marker="s", linestyle="--", label=f"{label}: coherent refusal")
+        right.plot(ks, [row.token_loop for row in rows], marker="x", linestyle=":", label=f"{label}: token loop")
+    right.set_xlabel("position k of the continuation")
+    right.set_ylabel("share of continuations")
+    right.set_ylim(0, 1.05)
+    right.set_title("What the greedy continuations do")
+    right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -139,7 +150,7 @@ def cmd_probe(args) -> int:
         })
         print(f"wrote {args.json}")
     if args.plot:
-        plot(args.plot, variants)
+        plot(args.plot, variants, summaries)
         print(f"wrote {args.plot}")
     return 0
 

@@ -31,7 +31,7 @@ HELP = {
     "prefix_distribution": "harmful-prefix length k: official | uniform | qi",
     "prefix_unit": "word | token (default: word for official, token otherwise)",
     "qi_cap": "C for --prefix-distribution qi (k uniform in 1..C)",
-    "prefix_cuts": "harmful-prefix instances per safety triple, each cut at its own k",
+    "prefix_cuts": "harmful-prefix instances per safety triple, each cut at its own k (the extra ones at k >= 1)",
     "rto_weight": "weight of the RTO term",
     "rto_keep": "share of RTO targets kept each step (official full fine-tuning: 0.05)",
     "reduction": "token-mean (the official single mean) | per-term (each term its own mean)",

@@ -63,7 +63,7 @@ class InstanceConfig:
     prefix: PrefixSampler = field(default_factory=PrefixSampler)
     rto_eos: bool = False
     refusal_opening: str = "Sorry"  # every safe target opens with it (NO_OPENING: as written)
-    prefix_cuts: int = 1  # harmful-prefix instances per safety triple, each with its own k
+    prefix_cuts: int = 1  # harmful-prefix instances per safety triple; the extra ones cut inside (k >= 1)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -176,20 +176,21 @@ class _Builder:
     def question_prompt(self, question: str) -> List[int]:
         return prompt_ids(self.tok, self.cfg.template.prompt(question, self.tok))
 
-    def harmful_prefix(self, key: str, harmful: str, room: int):
+    def harmful_prefix(self, key: str, harmful: str, room: int, inside: bool = False):
         """(k, ids of the first k units of the harmful response in context), k sampled from the
-        row's `key` and then lowered until the prefix fits in `room` tokens (k is what is used)."""
+        row's `key` (k >= 1 when `inside`) and then lowered until the prefix fits in `room` tokens
+        (k is what is used)."""
         lead = self.cfg.template.response_lead
         sampler = self.cfg.prefix
         if sampler.unit == "word":
             ends = word_ends(harmful)
-            k = sampler.sample(key, len(ends))
+            k = sampler.sample(key, len(ends), inside)
 
             def ids_of(k):
                 return continuation_ids(self.tok, lead + harmful[: ends[k - 1]]) if k else []
         else:
             all_ids = continuation_ids(self.tok, lead + harmful)
-            k = sampler.sample(key, len(all_ids))
+            k = sampler.sample(key, len(all_ids), inside)
 
             def ids_of(k):
                 return all_ids[:k]
@@ -234,7 +235,10 @@ class _Builder:
             for cut in range(self.cfg.prefix_cuts):
                 target = self.refusal_target(row.safe_response, True, source)
                 room = self.cfg.max_seq_length - len(prompt) - len(target)
-                k, middle = self.harmful_prefix(f"{key}:{cut}" if cut else key, row.harmful_response, room)
+                # Extra cuts train the transition inside the answer: k >= 1. A second k = 0 would
+                # only add "question -> refusal" rows, which tip a small model into over-refusal.
+                k, middle = self.harmful_prefix(f"{key}:{cut}" if cut else key, row.harmful_response, room,
+                                                inside=cut > 0)
                 if k == 0 and self.cfg.refusal_opening == NO_OPENING:
                     target = self.refusal_target(row.safe_response, False, source)
                 out.append(self.mle(prompt, middle, target, "harmful-prefix", source, k))

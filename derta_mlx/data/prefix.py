@@ -35,16 +35,17 @@ class PrefixSampler:
         if self.unit not in UNITS:
             raise ValueError(f"prefix unit must be one of {UNITS}")
 
-    def sample(self, key: str, length: int) -> int:
-        """k for the item with `key` (see row_key) whose harmful response has `length` units."""
+    def sample(self, key: str, length: int, inside: bool = False) -> int:
+        """k for the item with `key` (see row_key) whose harmful response has `length` units;
+        `inside`: the distribution's part with k >= 1 (a cut inside the answer) where there is one."""
         rng = random.Random(f"{self.seed}:{key}")
         if self.distribution == "official":
-            if rng.randrange(3) == 0 or length < 3:
+            if (rng.randrange(3) == 0 and not inside) or length < 3:
                 return 0
             return rng.randint(1, length - 2)
         if self.distribution == "uniform":
-            return rng.randint(0, length)
-        if rng.random() < 0.5 or length == 0:
+            return rng.randint(1 if inside and length else 0, length)
+        if (rng.random() < 0.5 and not inside) or length == 0:
             return 0
         return rng.randint(1, min(self.qi_cap, length))
 
