@@ -28,11 +28,11 @@ class TrainConfig:
     prefix_distribution: str = "official"  # official | uniform | qi
     prefix_unit: Optional[str] = None  # word | token; None = word for official, token otherwise
     qi_cap: int = 100
-    prefix_cuts: int = 1  # harmful-prefix instances per safety triple, each with its own k
-    # loss
-    rto_weight: float = 1.0
+    prefix_cuts: int = 3  # harmful-prefix instances per safety triple; the extra ones cut inside (k >= 1)
+    # loss (defaults from the sweep in README "Choosing the defaults": per-term, 0.1, 3 cuts)
+    rto_weight: float = 0.1
     rto_keep: float = 1.0
-    reduction: str = "token-mean"  # token-mean | per-term
+    reduction: str = "per-term"  # token-mean (the official code) | per-term
     rto_eos: bool = False  # also target the refusal at the EOS position, as the official code
     # LoRA
     fine_tune_type: str = "lora"  # lora | dora

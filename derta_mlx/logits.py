@@ -29,8 +29,9 @@ def apply_head(model, hidden: mx.array) -> mx.array:
 def logits_at(model, inputs: mx.array, positions: mx.array, cache=None) -> mx.array:
     """(N, vocab) logits at `positions`, indices into the flattened (batch x length) inputs;
     `cache` (mlx-lm's per-layer KV caches) is filled on the way when given."""
+    extra = {} if cache is None else {"cache": cache}
     if not head_splits(model):
-        logits = model(inputs, cache=cache)
+        logits = model(inputs, **extra)
         return logits.reshape(-1, logits.shape[-1])[positions]
-    hidden = model.model(inputs, cache=cache)
+    hidden = model.model(inputs, **extra)
     return apply_head(model, hidden.reshape(-1, hidden.shape[-1])[positions])

@@ -8,6 +8,7 @@ from ..catalogue import load_catalogue, models_dir
 from ..errors import UserError
 from ..loading import ensure_local, find_model, load_tokenizer, local_path
 from ..refusal import resolve_refusal
+from ..templates import get_template
 
 
 def _notify(message: str) -> None:
@@ -54,8 +55,10 @@ def cmd_show(args) -> int:
     if path:
         tokenizer = load_tokenizer(path)
         rule = args.refusal or ref.refusal_rule
-        target = resolve_refusal(tokenizer, rule)
-        fields.append(("refusal token", f"{target.text!r} id {target.token_id} (piece {target.piece!r}, rule {rule})"))
+        template = get_template(ref.template, tokenizer)
+        target = resolve_refusal(tokenizer, rule, template.response_lead)
+        fields.append(("refusal token", f"{target.text!r} id {target.token_id} (piece {target.piece!r}, rule {rule}, "
+                                        f"template {template.name}, refusal opening 'Sorry')"))
         variants = ", ".join(f"{text!r}={token_id}" for token_id, text in target.variants)
         fields.append(("refusal variants", variants or "none"))
         fields.append(("eos", f"{tokenizer.eos_token!r} id {tokenizer.eos_token_id}"))

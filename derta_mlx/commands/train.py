@@ -32,9 +32,10 @@ HELP = {
     "prefix_unit": "word | token (default: word for official, token otherwise)",
     "qi_cap": "C for --prefix-distribution qi (k uniform in 1..C)",
     "prefix_cuts": "harmful-prefix instances per safety triple, each cut at its own k (the extra ones at k >= 1)",
-    "rto_weight": "weight of the RTO term",
+    "rto_weight": "weight of the RTO term (default 0.1: with --reduction per-term, what keeps a small model from "
+                  "looping the refusal token; the official code: 1 with token-mean)",
     "rto_keep": "share of RTO targets kept each step (official full fine-tuning: 0.05)",
-    "reduction": "token-mean (the official single mean) | per-term (each term its own mean)",
+    "reduction": "per-term (default: each term its own mean) | token-mean (the official single mean)",
     "rto_eos": "also train the refusal at the EOS position, as the official code",
     "fine_tune_type": "lora | dora",
     "num_layers": "number of last transformer blocks with adapters (-1: all)",
