@@ -36,8 +36,9 @@ def test_stats_and_build_with_a_tiny_model(tmp_path, tiny_dir):
     out = cli("build", str(data), "--model", model, "--method", "derta", "--out", str(tmp_path / "i.jsonl"))
     assert out.returncode == 0, out.stderr
     instances = [json.loads(l) for l in (tmp_path / "i.jsonl").read_text().splitlines()]
-    assert [x["kind"] for x in instances] == ["harmful-prefix", "rto", "harmful-prefix", "rto"]
-    rto = instances[1]
+    # three harmful-prefix cuts per triple (the default --prefix-cuts), then its RTO instance
+    assert [x["kind"] for x in instances] == (["harmful-prefix"] * 3 + ["rto"]) * 2
+    rto = instances[3]
     assert {t for t, term in zip(rto["targets"], rto["terms"]) if term == 2} == {19385}
     assert instances[0]["text"] is None  # no harmful text unless asked (--with-text)
 
@@ -47,9 +48,9 @@ def test_stats_and_build_report_the_refusal_transition(tmp_path, tiny_dir):
     model = str(tiny_dir("llama3"))
     out = cli("stats", str(data), "--model", model, "--json", str(tmp_path / "s.json"))
     assert out.returncode == 0, out.stderr
-    assert "refusal targets opening with the RTO token: 100% (2/2)" in out.stdout
+    assert "refusal targets opening with the RTO token: 100% (6/6)" in out.stdout  # 3 cuts per row
     transition = json.loads((tmp_path / "s.json").read_text())["transition"]
     assert transition["refusal_token"] == 33386 and transition["safe_openings"] == {"kept": 1, "prefixed": 1}
     out = cli("build", str(data), "--model", model, "--refusal-opening", "none", "--out", str(tmp_path / "i.jsonl"))
     assert out.returncode == 0, out.stderr
-    assert "50% (1/2)" in out.stdout and f"WARNING: the others ({data}:2)" in out.stdout
+    assert "50% (3/6)" in out.stdout and f"WARNING: the others ({data}:2)" in out.stdout

@@ -183,7 +183,7 @@ def test_every_safe_target_opens_with_the_rto_token(tokenizer_of, family, templa
     assert all(supervised(x, MLE)[0] == expected_id for x in safe)
     assert all((supervised(x, RTO) == expected_id).all() for x in instances if x.kind == "rto")
     assert stats.transition_share == 1.0 and stats.off_transition == []
-    assert stats.openings == {"kept": 4, "replaced": 4, "prefixed": 12}
+    assert stats.openings == {"kept": 2, "replaced": 2, "prefixed": 6}  # once per safe response
     text = tok.decode([int(t) for t in supervised(safe[4], MLE)[:-1]])  # the third row's first cut
     assert text.strip().startswith("Sorry, I won't help with that.")
 

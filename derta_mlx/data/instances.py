@@ -87,7 +87,7 @@ class BuildStats:
     openings: Counter = field(default_factory=Counter)  # normalisation rule -> safe responses
     refusal_targets: int = 0  # MLE instances whose target is a refusal
     transition: int = 0  # ... of which the first target is the RTO token
-    off_transition: List[str] = field(default_factory=list)  # FILE:LINE of the others
+    off_transition: List[str] = field(default_factory=list)  # FILE:LINE of the others' rows, once each
 
     def add(self, instance: Instance) -> None:
         self.kinds[instance.kind] += 1
@@ -202,11 +202,13 @@ class _Builder:
                 ids = ids_of(k)
         return k, ids
 
-    def refusal_target(self, safe: str, after_prefix: bool, source: str) -> List[int]:
+    def refusal_target(self, safe: str, after_prefix: bool, count: bool = True) -> List[int]:
         """The ids of a safe response as a target: the refusal token, then the rest of the
-        normalised response (see opening.py); as written with `refusal_opening: none`."""
+        normalised response (see opening.py); as written with `refusal_opening: none`.
+        `count`: add its normalisation rule to the stats (once per safe response)."""
         normalised = normalise_safe(safe, self.cfg.refusal_opening)
-        self.stats.openings[normalised.rule] += 1
+        if count:
+            self.stats.openings[normalised.rule] += 1
         if self.cfg.refusal_opening != NO_OPENING:
             return [self.cfg.refusal_id] + continuation_ids(self.tok, normalised.rest)
         # After a harmful prefix the answer turns with a space ("... these I'm sorry");
@@ -222,7 +224,7 @@ class _Builder:
         first = instance.targets[instance.terms == MLE][0]
         if first == self.cfg.refusal_id:
             self.stats.transition += 1
-        else:
+        elif instance.source not in self.stats.off_transition:
             self.stats.off_transition.append(instance.source)
 
     def triple(self, row: SafetyTriple) -> list:
@@ -232,20 +234,20 @@ class _Builder:
         out = []
         if method in ("derta", "harmful-prefix"):
             key = row_key(row.question, row.harmful_response)
+            after = self.refusal_target(row.safe_response, True)
             for cut in range(self.cfg.prefix_cuts):
-                target = self.refusal_target(row.safe_response, True, source)
+                target = after
                 room = self.cfg.max_seq_length - len(prompt) - len(target)
                 # Extra cuts train the transition inside the answer: k >= 1. A second k = 0 would
                 # only add "question -> refusal" rows, which tip a small model into over-refusal.
                 k, middle = self.harmful_prefix(f"{key}:{cut}" if cut else key, row.harmful_response, room,
                                                 inside=cut > 0)
                 if k == 0 and self.cfg.refusal_opening == NO_OPENING:
-                    target = self.refusal_target(row.safe_response, False, source)
+                    target = self.refusal_target(row.safe_response, False, count=False)
                 out.append(self.mle(prompt, middle, target, "harmful-prefix", source, k))
                 self.count_transition(out[-1])
         if method in ("vanilla", "rto"):
-            out.append(self.mle(prompt, [], self.refusal_target(row.safe_response, False, source), "vanilla",
-                                source, 0))
+            out.append(self.mle(prompt, [], self.refusal_target(row.safe_response, False), "vanilla", source, 0))
             self.count_transition(out[-1])
         if self.cfg.has_rto:
             lead = self.cfg.template.response_lead
@@ -263,7 +265,7 @@ class _Builder:
             return [self.rto(prompt, continuation_ids(self.tok, text), "rto", source)]
         verdict = detect_refusal(text)
         if verdict.refuses and verdict.start <= OPENING_CHARS:  # a safe response, maybe after a prefix
-            instance = self.mle(prompt, [], self.refusal_target(text, True, source), "derta-row", source)
+            instance = self.mle(prompt, [], self.refusal_target(text, True), "derta-row", source)
             self.count_transition(instance)
             return [instance]
         return [self.mle(prompt, [], continuation_ids(self.tok, text), "derta-row", source, cut_target=True)]
