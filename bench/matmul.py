@@ -36,20 +36,21 @@ print(json.dumps({
 """
 
 
-def run(size: int, preload, coretype=None) -> dict:
+def run(size: int, preload, unpin: bool = False) -> dict:
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if preload:
         env["LD_PRELOAD"] = preload
-    if coretype:
-        env["OPENBLAS_CORETYPE"] = coretype
+    if unpin:  # this benchmark's own processes only: both settings go together, never one alone
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
     out = subprocess.run([sys.executable, "-c", MEASURE, str(size)], env=env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout)
 
 
 def main() -> None:
-    from derta_mlx.backend import _CANDIDATES, _loads, _pypi_openblas, coretype_override
+    from derta_mlx.backend import _CANDIDATES, _loads, _pypi_openblas, pinned_older_kernels
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024)
@@ -57,16 +58,18 @@ def main() -> None:
     args = parser.parse_args()
     system = next((c for c in _CANDIDATES if Path(c).exists()), None)
     variants = {"bundled BLAS": None, "PyPI OpenBLAS": _pypi_openblas(), "system OpenBLAS": system}
-    coretype = coretype_override()  # the environment pins older kernels on an AVX-512 CPU
-    if coretype and system:
-        variants[f"system, {coretype}"] = system
+    pinned = pinned_older_kernels()  # the environment pins older kernels on an AVX-512 CPU
+    if pinned and system:
+        variants["system, unpinned"] = system
+        print(f"the 'system, unpinned' variant unsets OPENBLAS_CORETYPE (={pinned}) and OPENBLAS_L2_SIZE "
+              "together, in this benchmark's own subprocess only; OpenBLAS then picks its kernel itself")
     results = {"size": args.size, "libraries": variants, "gflops": {},
-               "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+               "coretype_in_environment": os.environ.get("OPENBLAS_CORETYPE")}
     for name, library in variants.items():
         if library and not _loads(library):
             print(f"skipping {name}: {library} does not load here (missing libgfortran.so.5?)")
         elif name == "bundled BLAS" or library:
-            results["gflops"][name] = run(args.size, library, coretype if name.startswith("system,") else None)
+            results["gflops"][name] = run(args.size, library, unpin=name == "system, unpinned")
     names = list(results["gflops"])
     print(f"{'GFLOP/s, n=' + str(args.size):<16}" + "".join(f"{n:>17}" for n in names) + "   best/bundled")
     for kind in ("float32", "4bit"):

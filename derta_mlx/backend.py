@@ -96,15 +96,14 @@ def _cpu_flags() -> set:
     return set(line.partition(":")[2].split())
 
 
-def coretype_override() -> Optional[str]:
-    """"SkylakeX" when the environment pins OpenBLAS to an older x86 kernel (OPENBLAS_CORETYPE,
-    as some VM images do) on a CPU with AVX-512: there its float32 matmul runs about twice as
-    fast (~470 against ~260 GFLOP/s on our 2-core machines, `python bench/matmul.py`).
-    DERTA_MLX_KEEP_CORETYPE=1 keeps the environment's choice."""
-    pinned = os.environ.get("OPENBLAS_CORETYPE", "").lower()
-    if pinned not in _OLDER_X86 or os.environ.get("DERTA_MLX_KEEP_CORETYPE") or not _AVX512 <= _cpu_flags():
+def pinned_older_kernels() -> Optional[str]:
+    """The OPENBLAS_CORETYPE value when the environment pins OpenBLAS to an older x86 kernel on a
+    CPU with AVX-512, else None. derta-mlx never changes it: machines set it on purpose (older
+    OpenBLAS builds compute wrong results or crash with some kernels on some CPUs); it only says so."""
+    pinned = os.environ.get("OPENBLAS_CORETYPE", "")
+    if pinned.lower() not in _OLDER_X86 or not _AVX512 <= _cpu_flags():
         return None
-    return "SkylakeX"
+    return pinned
 
 
 def preload_env() -> dict:
@@ -112,11 +111,7 @@ def preload_env() -> dict:
     library = find_openblas() if sys.platform.startswith("linux") else None
     if library is None or openblas_preloaded():
         return {}
-    env = {_MARK: "1", "LD_PRELOAD": ":".join(p for p in (library, os.environ.get("LD_PRELOAD")) if p)}
-    coretype = coretype_override()
-    if coretype:
-        env.update(OPENBLAS_CORETYPE=coretype, DERTA_MLX_CORETYPE_WAS=os.environ["OPENBLAS_CORETYPE"])
-    return env
+    return {_MARK: "1", "LD_PRELOAD": ":".join(p for p in (library, os.environ.get("LD_PRELOAD")) if p)}
 
 
 def reexec_with_openblas(script: Optional[str] = None) -> None:
@@ -153,9 +148,10 @@ def describe() -> str:
     if openblas_preloaded():
         library = next(p for p in os.environ["LD_PRELOAD"].split(":") if "openblas" in p)
         kernels = ""
-        if os.environ.get("DERTA_MLX_CORETYPE_WAS"):
-            kernels = (f", {os.environ.get('OPENBLAS_CORETYPE')} kernels instead of OPENBLAS_CORETYPE="
-                       f"{os.environ['DERTA_MLX_CORETYPE_WAS']}: DERTA_MLX_KEEP_CORETYPE=1 keeps that")
+        pinned = pinned_older_kernels()
+        if pinned:
+            kernels = (f"; the environment pins {pinned} kernels (OPENBLAS_CORETYPE) on this AVX-512 CPU, left "
+                       "as set: bench/matmul.py measures what unsetting it would give")
         return f"device: CPU, BLAS: OpenBLAS ({library}, preloaded{kernels})"
     hint = "install libopenblas0-pthread for ~30x faster float32 matmul"
     if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference":

@@ -27,3 +27,16 @@ def test_a_loadable_candidate_is_chosen(tmp_path, monkeypatch):
     monkeypatch.setattr(backend.ctypes.util, "find_library", lambda name: None)
     monkeypatch.setattr(backend, "_pypi_openblas", lambda: libc)
     assert backend.find_openblas() == libc
+
+
+def test_pinned_kernels_are_reported_never_changed(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    monkeypatch.setattr(backend, "_cpu_flags", lambda: {"avx512f", "avx512dq", "avx512bw", "avx512vl"})
+    monkeypatch.setattr(backend, "find_openblas", lambda: "/usr/lib/libopenblas.so.0")
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert backend.pinned_older_kernels() == "Haswell"
+    env = backend.preload_env()
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
+    monkeypatch.setattr(backend, "_cpu_flags", lambda: {"avx2"})
+    assert backend.pinned_older_kernels() is None
