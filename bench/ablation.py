@@ -132,8 +132,9 @@ def main() -> int:
             print_table(results)
     print()
     print_table(results)
-    write_json(args.out, {"iters": args.iters, "common": args.common, "configs": dict(args.configs and
-               [(n, " ".join(f)) for n, f in configs]), "summary": results, "reports": reports})
+    write_json(args.out, {"iters": args.iters, "common": args.common,
+                          "configs": {name: " ".join(flags) for name, flags in configs},
+                          "summary": results, "reports": reports})
     print(f"wrote {args.out}")
     return 0
 
