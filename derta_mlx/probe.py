@@ -86,11 +86,15 @@ def _padded(sequences: List[List[int]]) -> np.ndarray:
     return batch
 
 
+def _refusal_mass(logits: mx.array, refusal_ids: List[int]) -> np.ndarray:
+    """P(any refusal token) from (N, vocab) logits."""
+    return np.array(mx.softmax(logits.astype(mx.float32), axis=-1)[:, refusal_ids].sum(axis=-1))
+
+
 def _refusal_probs_at(model, batch: np.ndarray, positions: List[int], refusal_ids: List[int]) -> np.ndarray:
     """P(any refusal token) at flat `positions` of a right-padded batch; the LM head runs only
     there (logits.py), not over every prompt token."""
-    logits = logits_at(model, mx.array(batch), mx.array(positions, dtype=mx.int32)).astype(mx.float32)
-    return np.array(mx.softmax(logits, axis=-1)[:, refusal_ids].sum(axis=-1))
+    return _refusal_mass(logits_at(model, mx.array(batch), mx.array(positions, dtype=mx.int32)), refusal_ids)
 
 
 def refusal_curves(model, tokenizer, template: Template, examples: Sequence[ProbeExample],
@@ -174,8 +178,7 @@ def _next_token_probs(model, caches: List[list], token: int, refusal_ids: List[i
     for start in range(0, len(caches), batch_size):
         chunk = caches[start : start + batch_size]
         merged = [BatchKVCache.merge([rows[layer] for rows in chunk]) for layer in range(len(chunk[0]))]
-        logits = model(mx.array([[token]] * len(chunk)), cache=merged)[:, -1].astype(mx.float32)
-        out.extend(np.array(mx.softmax(logits, axis=-1)[:, refusal_ids].sum(axis=-1)).tolist())
+        out.extend(_refusal_mass(model(mx.array([[token]] * len(chunk)), cache=merged)[:, -1], refusal_ids).tolist())
     return out
 
 
@@ -206,8 +209,7 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
         sequence = prompt + harmful
         cache = make_prompt_cache(model) if branching else None
         span = mx.arange(len(prompt) - 1, len(sequence))
-        logits = logits_at(model, mx.array([sequence]), span, cache).astype(mx.float32)
-        curves.append(Curve(example.id, np.array(mx.softmax(logits, axis=-1)[:, ids].sum(axis=-1))))
+        curves.append(Curve(example.id, _refusal_mass(logits_at(model, mx.array([sequence]), span, cache), ids)))
         tokens = tokens_for_words(tokenizer, template, example, positions) if unit == "word" else positions
         for k in tokens:
             cuts.append(min(k, len(harmful)))
