@@ -216,7 +216,8 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
             prompts.append(sequence[: len(prompt) + cuts[-1]])
             if branching:
                 caches.append(_branch(cache, len(prompts[-1]) - 1))
-                full_caches.append(_branch(cache, len(prompts[-1])))
+                if refusal_token is not None:
+                    full_caches.append(_branch(cache, len(prompts[-1])))
     again = [float("nan")] * len(prompts)
     if refusal_token is not None:
         if branching:

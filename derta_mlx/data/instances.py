@@ -142,7 +142,7 @@ class _Builder:
         shortened; with `cut_target` (helpfulness) the target's end is cut instead of dropping."""
         target = target + [self.cfg.eos_id]
         room = self.cfg.max_seq_length + 1 - len(prompt) - len(target)
-        if room < 0 and cut_target and not middle and len(target) + room >= 1 and len(prompt) >= 1:
+        if room < 0 and cut_target and len(target) + room >= 1:
             target = target[:room]
             room = 0
             self.stats.truncated += 1
