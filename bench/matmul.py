@@ -1,4 +1,5 @@
-"""float32 and 4-bit matmul throughput with MLX's bundled BLAS and with the system OpenBLAS.
+"""float32 and 4-bit matmul throughput with MLX's bundled BLAS and with each fast BLAS installed
+here: the system OpenBLAS, Intel's MKL wheel, cmeel's OpenBLAS wheel.
 
 Each variant runs in its own subprocess (a BLAS can only be preloaded at start-up), one after
 the other in one invocation, and the table gives the ratio. Example:
@@ -50,14 +51,15 @@ def run(size: int, preload, unpin: bool = False) -> dict:
 
 
 def main() -> None:
-    from derta_mlx.backend import _CANDIDATES, _loads, _pypi_openblas, pinned_older_kernels
+    from derta_mlx.backend import _CANDIDATES, _loads, _wheel_library, pinned_older_kernels
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "matmul.json"))
     args = parser.parse_args()
     system = next((c for c in _CANDIDATES if Path(c).exists()), None)
-    variants = {"bundled BLAS": None, "PyPI OpenBLAS": _pypi_openblas(), "system OpenBLAS": system}
+    variants = {"bundled BLAS": None, "MKL wheel": _wheel_library("mkl", "libmkl_rt.so"),
+                "cmeel OpenBLAS": _wheel_library("cmeel-openblas", "libopenblas.so"), "system OpenBLAS": system}
     pinned = pinned_older_kernels()  # the environment pins older kernels on an AVX-512 CPU
     if pinned and system:
         variants["system, unpinned"] = system

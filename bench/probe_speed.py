@@ -1,5 +1,12 @@
-"""Probe speed: the teacher-forced refusal curve against generating at every position.
+"""Probe speed, two comparisons side by side in one process (interleaved, repeated, medians).
 
+Default (`--mode main-job`): the main job's before/after probe (30 held-out demo questions,
+positions 0/5/10/20/40, 16 greedy tokens each, P(again)), run as `derta_mlx.before_after` runs
+it: each question prefilled once and its KV cache branched at every position, against
+re-reading prompt + harmful prefix at every position (`probe_examples(..., branch=False)`, what
+the probe did before). Both give the same continuations, checked here.
+
+`--mode curve`: the teacher-forced refusal curve against generating at every position.
 For one mild example whose harmful response is T tokens long, P(refusal) at every prefix
 length k = 0..T comes from one forward pass (`derta_mlx.probe.refusal_curves`). The
 alternative is what a prefilling-attack evaluation does: feed the prompt plus the first k
@@ -9,9 +16,10 @@ repeated), and prints the ratios.
 
 Examples:
 
-    python bench/probe_speed.py                      # the embedded model, T=64, N=16 (~3 min)
-    python bench/probe_speed.py --model tiny --tokens 128 --max-tokens 32
-    python bench/probe_speed.py --sequential         # also one position at a time (~10 min more)
+    python bench/probe_speed.py                      # the main job's probe, embedded model (~6 min)
+    python bench/probe_speed.py --mode curve         # T=64, N=16 (~3 min)
+    python bench/probe_speed.py --mode curve --model tiny --tokens 128 --max-tokens 32
+    python bench/probe_speed.py --mode curve --sequential   # also one position at a time (~10 min more)
 """
 
 import argparse
@@ -71,6 +79,7 @@ def main(argv=None) -> None:
     from derta_mlx import backend
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["main-job", "curve"], default="main-job")
     parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
     parser.add_argument("--tokens", type=int, default=64, help="T: harmful response length in tokens")
     parser.add_argument("--max-tokens", type=int, default=16, help="N: tokens decoded per position")
@@ -89,6 +98,8 @@ def main(argv=None) -> None:
 
     model, tokenizer, template, refusal_ids, path = load_model(args.model, args.dequantize, lambda m: print(m, flush=True))
     model.eval()
+    if args.mode == "main-job":
+        return main_job(args, model, tokenizer, template, refusal_ids, path)
     example = response_of_length(tokenizer, template, args.tokens)
     prompt, harmful = example_ids(tokenizer, template, example)
     positions = [prompt + harmful[:k] for k in range(len(harmful) + 1)]
@@ -132,6 +143,60 @@ def main(argv=None) -> None:
         "describe": blas, "device": str(mx.default_device()), "platform": platform.platform(),
         "cpus": os.cpu_count(), "mlx": mx.__version__,
     }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
+    print(f"wrote {out}")
+
+
+def timed(variants: dict, repeats: int) -> dict:
+    """Median seconds of each variant: one warm-up round, then `repeats` interleaved rounds."""
+    import mlx.core as mx
+
+    times = {name: [] for name in variants}
+    outputs = {name: run() for name, run in variants.items()}  # warm-up: compile, fill the allocator cache
+    for _ in range(repeats):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            run()
+            mx.eval(mx.array(0))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, times, outputs
+
+
+def main_job(args, model, tokenizer, template, refusal_ids, path) -> None:
+    import mlx.core as mx
+
+    from derta_mlx.before_after import CONTINUATION_TOKENS, PROBE_POSITIONS
+    from derta_mlx import backend
+    from derta_mlx.demo import demo_paths
+    from derta_mlx.probe import probe_examples
+    from derta_mlx.probe_setup import read_probe_examples
+
+    examples = read_probe_examples(demo_paths("heldout")[0])  # the main job's held-out questions
+    token = refusal_ids[0]
+
+    def probe(branch):
+        return lambda: probe_examples(model, tokenizer, template, refusal_ids, examples, PROBE_POSITIONS,
+                                      max_tokens=CONTINUATION_TOKENS, refusal_token=token, full_curve=False,
+                                      branch=branch)
+
+    before, after = "re-read prompt + prefix at each position", "prefill once, branch the KV cache"
+    median, runs, outputs = timed({before: probe(False), after: probe(True)}, args.repeats)
+    same = [c.text for r in outputs[before] for c in r.positions] == [c.text for r in outputs[after] for c in r.positions]
+    blas = backend.describe()
+    print(f"\n{args.model} ({path}); the main job's probe: {len(examples)} questions x positions "
+          f"{list(PROBE_POSITIONS)}, {CONTINUATION_TOKENS} tokens, P(again); median of {args.repeats}; {blas}")
+    head = f"{'method':<44} {'seconds':>9} {'speed-up':>9}"
+    print(head + "\n" + "-" * len(head))
+    for name in (before, after):
+        print(f"{name:<44} {median[name]:>9.1f} {median[before] / median[name]:>8.2f}x")
+    print(f"same continuations both ways: {'yes' if same else 'NO'}")
+    result = {"mode": "main-job", "model": args.model, "model_path": path, "questions": len(examples),
+              "positions": list(PROBE_POSITIONS), "max_tokens": CONTINUATION_TOKENS, "repeats": args.repeats,
+              "median_seconds": median, "runs": runs, "speedup": median[before] / median[after],
+              "same_continuations": same, "describe": blas, "device": str(mx.default_device()),
+              "platform": platform.platform(), "cpus": os.cpu_count(), "mlx": mx.__version__}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)

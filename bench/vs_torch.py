@@ -226,9 +226,9 @@ def spawn(side: str, job: dict, tmp: str) -> dict:
     env = dict(os.environ)
     command = [sys.executable, __file__, "--child", side, str(job_file)]
     if side.startswith("derta-mlx"):
-        env.update(backend.preload_env())  # MLX with the system OpenBLAS, as the CLI runs it
+        env.update(backend.preload_env())  # MLX with the BLAS the CLI preloads
     if side == "baseline":  # another checkout, with the OpenBLAS preload its own CLI applied
-        env.update(DERTA_MLX_BENCH_CODE=job["baseline"], LD_PRELOAD=backend.find_openblas() or "")
+        env.update(DERTA_MLX_BENCH_CODE=job["baseline"], LD_PRELOAD=getattr(backend.find_blas(), "path", ""))
     if side == "derta-mlx --ranks 2":  # two ranks on this machine, as `derta-mlx train --ranks 2`
         from derta_mlx.ranks import run_local
 

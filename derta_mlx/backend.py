@@ -1,18 +1,21 @@
-"""The compute path on this machine: Metal on a Mac; on a Linux CPU, OpenBLAS when present.
+"""The compute path on this machine: Metal on a Mac; on a Linux CPU, a fast BLAS when one loads.
 
-MLX's Linux CPU wheel ships the reference BLAS (about 8 GFLOP/s float32 matmul on our 2-core
-machines); the system OpenBLAS (Debian: libopenblas0-pthread) interposed with LD_PRELOAD gives
-about 250 GFLOP/s on the same machine, and the OpenBLAS of the `cmeel-openblas` wheel (a pip
-dependency on Linux, so a fresh machine has it) about 45 (`python bench/matmul.py`). A shared library
-can only be preloaded before the process starts, so the CLI re-executes itself once with
-LD_PRELOAD set. Nothing changes on macOS, and DERTA_MLX_BLAS=reference turns it off.
+MLX's Linux CPU wheel ships the reference BLAS (about 6 GFLOP/s float32 matmul on our 2-core
+machines). Interposed with LD_PRELOAD, the system OpenBLAS (Debian: libopenblas0-pthread) gives
+about 210 on the same machine and Intel's MKL from the `mkl` wheel (a pip dependency on Linux
+x86_64, so a fresh machine has it, runtime libraries included) about 190; the `cmeel-openblas`
+wheel (the dependency on other Linux machines) about 45 and only where libgfortran.so.5 is
+installed (`python bench/matmul.py`). A shared library can only be preloaded before the process
+starts, so the CLI re-executes itself once with LD_PRELOAD set. Nothing changes on macOS, and
+DERTA_MLX_BLAS=reference turns it off.
 """
 
 import ctypes.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 _MARK = "DERTA_MLX_BLAS_CHECKED"
 _CANDIDATES = (
@@ -21,18 +24,33 @@ _CANDIDATES = (
     "/lib/x86_64-linux-gnu/libopenblas.so.0",
     "/usr/lib64/libopenblas.so.0",
 )
+# Wheels that ship a BLAS with the standard cblas_* symbols: (distribution, library file name).
+_WHEELS = (("mkl", "libmkl_rt.so"), ("cmeel-openblas", "libopenblas.so"))
+_NAMES = {"mkl": "Intel MKL", "cmeel-openblas": "OpenBLAS"}
 
 
-def _pypi_openblas() -> Optional[str]:
-    """The OpenBLAS of the `cmeel-openblas` wheel (a Linux dependency), located without import."""
+@dataclass(frozen=True)
+class Blas:
+    name: str  # "OpenBLAS" or "Intel MKL"
+    path: str
+    source: str  # "system" or the wheel's distribution name
+
+
+def _wheel_library(distribution: str, stem: str) -> Optional[str]:
+    """The installed wheel's library whose file name starts with `stem` (any version suffix),
+    located from the wheel's file list without importing anything."""
     from importlib import metadata
 
     try:
-        dist = metadata.distribution("cmeel-openblas")
+        dist = metadata.distribution(distribution)
     except metadata.PackageNotFoundError:
         return None
-    path = Path(dist.locate_file("cmeel.prefix/lib/libopenblas.so.0"))
-    return str(path) if path.exists() else None
+    for file in dist.files or ():
+        if Path(str(file)).name.startswith(stem + "."):
+            path = Path(dist.locate_file(file)).resolve()
+            if path.exists():
+                return str(path)
+    return None
 
 
 def _loads(library: str) -> bool:
@@ -46,15 +64,23 @@ def _loads(library: str) -> bool:
     return True
 
 
-def find_openblas() -> Optional[str]:
-    """The system OpenBLAS (fastest: runtime CPU dispatch), else the one from PyPI; only one
-    that actually loads here."""
-    candidates = [c for c in _CANDIDATES if Path(c).exists()]
+def _candidates() -> Iterator[Blas]:
+    """Fastest first: the system OpenBLAS (runtime CPU dispatch), then the wheels'."""
+    system = [c for c in _CANDIDATES if Path(c).exists()]
     name = ctypes.util.find_library("openblas")
     if name and Path(name).is_absolute():
-        candidates.append(name)
-    candidates.append(_pypi_openblas())
-    return next((c for c in candidates if c and _loads(c)), None)
+        system.append(name)
+    for path in system:
+        yield Blas("OpenBLAS", path, "system")
+    for distribution, stem in _WHEELS:
+        path = _wheel_library(distribution, stem)
+        if path:
+            yield Blas(_NAMES[distribution], path, distribution)
+
+
+def find_blas() -> Optional[Blas]:
+    """The first BLAS that actually loads here, or None."""
+    return next((blas for blas in _candidates() if _loads(blas.path)), None)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
@@ -78,8 +104,13 @@ def keep_freed_memory() -> bool:
         return False
 
 
-def openblas_preloaded() -> bool:
-    return "openblas" in os.environ.get("LD_PRELOAD", "")
+_PRELOADED_MARKERS = ("openblas", "libmkl_rt")
+
+
+def preloaded_blas() -> Optional[str]:
+    """The BLAS library in LD_PRELOAD, if any."""
+    entries = os.environ.get("LD_PRELOAD", "").replace(" ", ":").split(":")
+    return next((p for p in entries if any(m in Path(p).name for m in _PRELOADED_MARKERS)), None)
 
 
 # OpenBLAS's SkylakeX kernels need these; OPENBLAS_CORETYPE values that name older x86 kernels.
@@ -107,15 +138,15 @@ def pinned_older_kernels() -> Optional[str]:
 
 
 def preload_env() -> dict:
-    """Environment entries that make a new process compute with OpenBLAS ({} when none loads)."""
-    library = find_openblas() if sys.platform.startswith("linux") else None
-    if library is None or openblas_preloaded():
+    """Environment entries that make a new process compute with a fast BLAS ({} when none loads)."""
+    blas = find_blas() if sys.platform.startswith("linux") else None
+    if blas is None or preloaded_blas():
         return {}
-    return {_MARK: "1", "LD_PRELOAD": ":".join(p for p in (library, os.environ.get("LD_PRELOAD")) if p)}
+    return {_MARK: "1", "LD_PRELOAD": ":".join(p for p in (blas.path, os.environ.get("LD_PRELOAD")) if p)}
 
 
 def reexec_with_openblas(script: Optional[str] = None) -> None:
-    """On Linux, restart this process once with OpenBLAS preloaded when it is installed.
+    """On Linux, restart this process once with a fast BLAS preloaded when one loads.
 
     It restarts `python -m derta_mlx` (the CLI) with the same arguments, or `python SCRIPT`
     for a benchmark script. The process that goes on also keeps freed memory (see above)."""
@@ -124,7 +155,7 @@ def reexec_with_openblas(script: Optional[str] = None) -> None:
     keep_freed_memory()
     if os.environ.get(_MARK):
         return
-    if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference" or openblas_preloaded():
+    if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference" or preloaded_blas():
         return
     extra = preload_env()
     if not extra:
@@ -145,15 +176,17 @@ def describe() -> str:
         return "device: GPU (Metal)" if sys.platform == "darwin" else "device: GPU"
     if not sys.platform.startswith("linux"):
         return "device: CPU"
-    if openblas_preloaded():
-        library = next(p for p in os.environ["LD_PRELOAD"].split(":") if "openblas" in p)
+    library = preloaded_blas()
+    if library:
+        if "libmkl_rt" in Path(library).name:
+            return f"device: CPU, BLAS: Intel MKL ({library}, preloaded)"
         kernels = ""
         pinned = pinned_older_kernels()
         if pinned:
             kernels = (f"; the environment pins {pinned} kernels (OPENBLAS_CORETYPE) on this AVX-512 CPU, left "
                        "as set: bench/matmul.py measures what unsetting it would give")
         return f"device: CPU, BLAS: OpenBLAS ({library}, preloaded{kernels})"
-    hint = "install libopenblas0-pthread for ~30x faster float32 matmul"
+    hint = "`pip install mkl` or `apt-get install libopenblas0-pthread` for ~30x faster float32 matmul"
     if os.environ.get("DERTA_MLX_BLAS", "").lower() == "reference":
         hint = "DERTA_MLX_BLAS=reference"
     return f"device: CPU, BLAS: MLX's bundled reference BLAS ({hint})"

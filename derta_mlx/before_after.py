@@ -5,6 +5,7 @@ Writes `probe_before.json` / `probe_after.json` into the run directory (per-posi
 the helpfulness summary and per-question verdicts; never the harmful continuations' text).
 """
 
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Callable
 
@@ -18,27 +19,34 @@ ANSWER_TOKENS = 48
 
 
 def measure(model, tokenizer, template, refusal, examples, label: str, notify: Callable[[str], None],
-            benign=None) -> dict:
+            benign=None, bar: Callable = None) -> dict:
     """Refusal, coherence and P(again) per position on `examples` (ProbeExamples), and
-    helpfulness on the benign questions (default: the bundled held-out set)."""
+    helpfulness on the benign questions (default: the bundled held-out set). `bar(label, total,
+    unit)` makes a progress context (progress.Bar) for each of the two steps."""
+    bar = bar or (lambda *args: nullcontext())  # no progress shown
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     notify(f"Probing refusal {label}: {len(examples)} held-out questions x "
-           f"{len(PROBE_POSITIONS)} positions, {CONTINUATION_TOKENS} tokens each...")
-    results = probe_examples(model, tokenizer, template, ids, examples, PROBE_POSITIONS,
-                             max_tokens=CONTINUATION_TOKENS, refusal_token=refusal.token_id)
+           f"{len(PROBE_POSITIONS)} positions, {CONTINUATION_TOKENS} tokens each")
+    steps = len(examples) * (1 + len(PROBE_POSITIONS))  # prefills, then continuations
+    with bar(f"Probing {label}", steps, "steps") as progress:
+        results = probe_examples(model, tokenizer, template, ids, examples, PROBE_POSITIONS,
+                                 max_tokens=CONTINUATION_TOKENS, refusal_token=refusal.token_id,
+                                 progress=progress, full_curve=False)
     rows = [asdict(row) for row in summarise(results, PROBE_POSITIONS)]
     benign = benign if benign is not None else read_benign(BENIGN_HELDOUT)
-    notify(f"Asking {len(benign)} ordinary held-out questions {label} ({ANSWER_TOKENS} tokens each)...")
-    answers = answer_benign(model, tokenizer, template, benign, ANSWER_TOKENS)
+    notify(f"Asking {len(benign)} ordinary held-out questions {label} ({ANSWER_TOKENS} tokens each)")
+    with bar(f"Answering {label}", len(benign), "questions") as progress:
+        answers = answer_benign(model, tokenizer, template, benign, ANSWER_TOKENS, progress)
     return {"positions": list(PROBE_POSITIONS), "rows": rows, "refusal_ids": ids,
             "refusal_token": refusal.token_id, "helpfulness": asdict(summarise_helpfulness(answers)),
             "benign_answers": [asdict(a) for a in answers]}
 
 
-def probe_run(model, tokenizer, prepared, label: str, notify: Callable[[str], None]) -> dict:
+def probe_run(model, tokenizer, prepared, label: str, notify: Callable[[str], None], bar: Callable = None) -> dict:
     """`measure` on the run's held-out safety rows, saved as probe_{label}.json in the run."""
     examples = [ProbeExample(r.question, r.harmful_response, r.id) for r in prepared.probe_examples]
-    report = measure(model, tokenizer, prepared.template, prepared.refusal, examples, f"{label} training", notify)
+    report = measure(model, tokenizer, prepared.template, prepared.refusal, examples, f"{label} training", notify,
+                     bar=bar)
     write_json(prepared.run_dir / f"probe_{label}.json", report)
     return report
 

@@ -66,13 +66,14 @@ def score_answer(question: BenignQuestion, text: str) -> BenignAnswer:
 
 
 def answer_benign(model, tokenizer, template, questions: Sequence[BenignQuestion],
-                  max_tokens: int = 48) -> List[BenignAnswer]:
-    """Greedy answers to the questions (batched), each scored."""
+                  max_tokens: int = 48, progress=None) -> List[BenignAnswer]:
+    """Greedy answers to the questions (batched), each scored; `progress(done, total)` as
+    probe.continue_many."""
     from .probe import continue_many
 
     model.eval()
     prompts = [prompt_ids(tokenizer, template.prompt(q.question, tokenizer)) for q in questions]
-    texts = continue_many(model, tokenizer, prompts, max_tokens)
+    texts = continue_many(model, tokenizer, prompts, max_tokens, progress=progress)
     return [score_answer(q, text) for q, text in zip(questions, texts)]
 
 

@@ -10,11 +10,12 @@
   summarise        per position over many examples: refusal rate, the coherence classes' rates,
                    mean P(refusal) and mean P(refusal again).
 
-Functions take a loaded model and tokenizer and return plain dataclasses; nothing prints.
+Functions take a loaded model and tokenizer and return plain dataclasses; nothing prints. Long
+ones take `progress(done, total)` (progress.py draws it).
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -25,6 +26,15 @@ from .detector import detect_refusal
 from .logits import logits_at
 from .segments import continuation_ids, prompt_ids
 from .templates import Template
+
+
+Progress = Optional[Callable[[int, int], None]]
+
+# Sequences decoded at once (mlx-lm's completion_batch_size, 32 by default): decoding reads every
+# weight once per step, so wider steps cost less per token (150 continuations of 16 tokens with
+# the embedded model on 2 CPU cores: 15.9 s at 32, 11.6 s at 64). A KV cache per sequence is kept.
+DECODE_BATCH = 64
+PREFILL_BATCH = 8  # examples prefilled together by probe_examples
 
 
 @dataclass(frozen=True)
@@ -133,17 +143,29 @@ def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, r
 
 
 def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32,
-                  temperature: float = 0.0, top_p: float = 1.0, caches: Optional[List[list]] = None) -> List[str]:
+                  temperature: float = 0.0, top_p: float = 1.0, caches: Optional[List[list]] = None,
+                  progress: Progress = None) -> List[str]:
     """Continuations of many prompts, batched by mlx-lm's batch_generate (greedy by default);
-    `caches` (per prompt, mlx-lm's per-layer KV caches) hold what precedes each prompt."""
+    `caches` (per prompt, mlx-lm's per-layer KV caches) hold what precedes each prompt.
+    `progress(done, len(prompts))` is called after each of about even chunks of at most
+    DECODE_BATCH prompts (a batch_generate call each)."""
     from mlx_lm.generate import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
     if not prompts:
         return []
     sampler = make_sampler(temp=temperature, top_p=top_p)
-    return batch_generate(model, tokenizer, prompts, prompt_caches=caches, max_tokens=max_tokens,
-                          sampler=sampler).texts
+    # With progress: at least three chunks of 8 or more, so that a bar moves during the work.
+    chunks = max(-(-len(prompts) // DECODE_BATCH), min(3, len(prompts) // 8)) if progress else 1
+    step = -(-len(prompts) // chunks)
+    texts = []
+    for start in range(0, len(prompts), step):
+        chunk_caches = caches[start : start + step] if caches is not None else None
+        texts += batch_generate(model, tokenizer, prompts[start : start + step], prompt_caches=chunk_caches,
+                                max_tokens=max_tokens, sampler=sampler, completion_batch_size=DECODE_BATCH).texts
+        if progress:
+            progress(len(texts), len(prompts))
+    return texts
 
 
 def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words: Sequence[int]) -> List[int]:
@@ -157,14 +179,15 @@ def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words
     return out
 
 
-def _branch(cache: list, length: int) -> list:
-    """A copy of per-layer KV caches holding only their first `length` tokens."""
+def _branch(cache: list, row: int, length: int) -> list:
+    """A batch-of-one copy of row `row` of per-layer KV caches, holding its first `length` tokens."""
     from mlx_lm.models.cache import KVCache
 
     out = []
     for layer in cache:
         branch = KVCache()
-        branch.keys, branch.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+        branch.keys = layer.keys[row : row + 1, :, :length, :]
+        branch.values = layer.values[row : row + 1, :, :length, :]
         branch.offset = length
         out.append(branch)
     return out
@@ -192,42 +215,72 @@ def _can_branch(model) -> bool:
 def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[int],
                    examples: Sequence[ProbeExample], positions: Sequence[int], unit: str = "token",
                    max_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
-                   refusal_token: Optional[int] = None) -> List[ExampleProbe]:
+                   refusal_token: Optional[int] = None, progress: Progress = None,
+                   full_curve: bool = True, branch: bool = True) -> List[ExampleProbe]:
     """For each example: its curve, and the continuation from each position, all batched.
     `refusal_token` (the token RTO trains) gives P(refusal again) after it; None skips that.
+    `full_curve=False` computes P(refusal) only at the probed positions (the LM head over every
+    harmful token costs more than the blocks for a small model with a big vocabulary); the
+    curve is then NaN elsewhere. `progress(done, total)` counts examples prefilled, then
+    continuations generated.
 
-    Each example is prefilled once (prompt + the whole harmful response: that forward pass also
-    gives the curve) and its KV cache is cut at every position, so no position re-reads the prompt."""
+    Examples are prefilled once, PREFILL_BATCH at a time (prompt + harmful response,
+    right-padded), and each row's KV cache is cut at every position, so no position re-reads the
+    prompt; causal attention keeps a row's padding out of every cut. Models whose cache cannot be
+    cut (rotating or quantised caches), and `branch=False` (bench/probe_speed.py's baseline),
+    re-read prompt + prefix at each position instead."""
     from mlx_lm.models.cache import make_prompt_cache
 
     model.eval()
     ids = list(refusal_ids)
-    branching = _can_branch(model)
+    branching = branch and _can_branch(model)
     curves, prompts, cuts, caches, full_caches = [], [], [], [], []
-    for example in examples:
-        prompt, harmful = example_ids(tokenizer, template, example)
-        sequence = prompt + harmful
+    total = len(examples) * (1 + len(positions))
+
+    def report(done):
+        if progress:
+            progress(done, total)
+
+    for start in range(0, len(examples), PREFILL_BATCH):
+        chunk = examples[start : start + PREFILL_BATCH]
+        pairs = [example_ids(tokenizer, template, example) for example in chunk]
+        chunk_cuts = [[min(k, len(harmful)) for k in (tokens_for_words(tokenizer, template, example, positions)
+                                                       if unit == "word" else positions)]
+                      for example, (_, harmful) in zip(chunk, pairs)]
+        keep = [len(p) + len(h) if full_curve else len(p) + max(c) for (p, h), c in zip(pairs, chunk_cuts)]
+        batch = _padded([(p + h)[:n] for (p, h), n in zip(pairs, keep)])
+        width = batch.shape[1]
+        reads = [list(range(len(p) - 1, len(p) + len(h))) if full_curve else [len(p) - 1 + k for k in c]
+                 for (p, h), c in zip(pairs, chunk_cuts)]
+        flat = mx.array([row * width + i for row, r in enumerate(reads) for i in r], dtype=mx.int32)
         cache = make_prompt_cache(model) if branching else None
-        span = mx.arange(len(prompt) - 1, len(sequence))
-        curves.append(Curve(example.id, _refusal_mass(logits_at(model, mx.array([sequence]), span, cache), ids)))
-        tokens = tokens_for_words(tokenizer, template, example, positions) if unit == "word" else positions
-        for k in tokens:
-            cuts.append(min(k, len(harmful)))
-            prompts.append(sequence[: len(prompt) + cuts[-1]])
-            if branching:
-                caches.append(_branch(cache, len(prompts[-1]) - 1))
-                if refusal_token is not None:
-                    full_caches.append(_branch(cache, len(prompts[-1])))
+        probs = _refusal_mass(logits_at(model, mx.array(batch), flat, cache), ids)
+        offset = 0
+        for row, (example, (prompt, harmful), read, row_cuts) in enumerate(zip(chunk, pairs, reads, chunk_cuts)):
+            curve = np.full(len(harmful) + 1, np.nan, dtype=np.float32)
+            curve[[i - len(prompt) + 1 for i in read]] = probs[offset : offset + len(read)]
+            offset += len(read)
+            curves.append(Curve(example.id, curve))
+            for k in row_cuts:
+                cuts.append(k)
+                prompts.append(prompt + harmful[:k])
+                if branching:
+                    caches.append(_branch(cache, row, len(prompts[-1]) - 1))
+                    if refusal_token is not None:
+                        full_caches.append(_branch(cache, row, len(prompts[-1])))
+        report(len(curves))
     again = [float("nan")] * len(prompts)
     if refusal_token is not None:
         if branching:
             again = _next_token_probs(model, full_caches, refusal_token, ids)
         else:
             again = next_refusal_probs(model, [p + [refusal_token] for p in prompts], ids)
+    generated = (lambda done, _: report(len(examples) + done)) if progress else None
     if branching:
-        texts = continue_many(model, tokenizer, [p[-1:] for p in prompts], max_tokens, temperature, top_p, caches)
+        texts = continue_many(model, tokenizer, [p[-1:] for p in prompts], max_tokens, temperature, top_p, caches,
+                              generated)
     else:
-        texts = continue_many(model, tokenizer, prompts, max_tokens, temperature, top_p)
+        texts = continue_many(model, tokenizer, prompts, max_tokens, temperature, top_p, progress=generated)
     texts, cuts, again = iter(texts), iter(cuts), iter(again)
     results = []
     for example, curve in zip(examples, curves):

@@ -74,6 +74,30 @@ def test_branched_caches_match_full_prompts(trained):
     assert results[0].positions[-1].tokens == len(prompts[3]) - len(prompts[0])  # k beyond the end: clipped
 
 
+def test_branching_and_re_reading_agree_and_progress_counts_every_step(trained):
+    """The baseline that re-reads prompt + prefix at every position gives the same answers; with
+    full_curve=False the curve holds only the probed positions; progress ends at its total."""
+    model_dir, run = trained
+    model, tokenizer = load(str(model_dir), adapter_path=str(run))
+    template = get_template("derta")
+    positions = [0, 2, 5, 99]
+    calls = []
+    fast = probe_examples(model, tokenizer, template, [33386], EXAMPLES * 5, positions, max_tokens=4,
+                          refusal_token=33386, full_curve=False, progress=lambda d, t: calls.append((d, t)))
+    slow = probe_examples(model, tokenizer, template, [33386], EXAMPLES * 5, positions, max_tokens=4,
+                          refusal_token=33386, full_curve=False, branch=False)
+    full = probe_examples(model, tokenizer, template, [33386], EXAMPLES * 5, positions, max_tokens=4)
+    for a, b, c in zip(fast, slow, full):
+        assert [x.text for x in a.positions] == [x.text for x in b.positions] == [x.text for x in c.positions]
+        assert np.allclose([x.p_again for x in a.positions], [x.p_again for x in b.positions], atol=1e-5)
+        probed = sorted({x.tokens for x in a.positions})
+        assert np.allclose(a.curve[probed], c.curve[probed], atol=1e-5)
+        assert np.isnan(np.delete(a.curve, probed)).all() and not np.isnan(c.curve).any()
+    total = 10 * (1 + len(positions))
+    assert calls[-1] == (total, total) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert len(calls) >= 4  # prefill batches and decode chunks each report
+
+
 def test_cli_compare_base_json_and_plot(trained, tmp_path):
     model_dir, run = trained
     data = tmp_path / "probe.jsonl"

@@ -118,12 +118,13 @@ class Progress:
         self.stream.flush()
 
 
-def make_probe(notify):
-    """The before/after probe (before_after.py), reporting through `notify`."""
+def make_probe(notify, main_rank: bool = True):
+    """The before/after probe (before_after.py), reporting through `notify` and progress bars."""
     from ..before_after import probe_run
+    from ..progress import Bar
 
     def probe(model, tokenizer, prepared, label):
-        return probe_run(model, tokenizer, prepared, label, notify)
+        return probe_run(model, tokenizer, prepared, label, notify, bar=Bar if main_rank else None)
 
     return probe
 
@@ -280,7 +281,7 @@ def cmd_train(args) -> int:
     stop = StopFlag()
     previous = stop.install()
     try:
-        probe = make_probe(notify) if (cfg is None or cfg.probe_after) else None
+        probe = make_probe(notify, main_rank) if (cfg is None or cfg.probe_after) else None
         results = run_training(cfg, args.resume, notify, Progress(), probe=probe, stop=stop)
     finally:
         import signal
