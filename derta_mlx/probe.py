@@ -32,7 +32,7 @@ Progress = Optional[Callable[[int, int], None]]
 
 # Sequences decoded at once (mlx-lm's completion_batch_size, 32 by default): decoding reads every
 # weight once per step, so wider steps cost less per token (150 continuations of 16 tokens with
-# the embedded model on 2 CPU cores: 15.9 s at 32, 11.6 s at 64). A KV cache per sequence is kept.
+# the embedded model on 2 CPU cores: 15.9 s at 32, 11.6 s at 64).
 DECODE_BATCH = 64
 PREFILL_BATCH = 8  # examples prefilled together by probe_examples
 
@@ -147,25 +147,37 @@ def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 
                   progress: Progress = None) -> List[str]:
     """Continuations of many prompts, batched by mlx-lm's batch_generate (greedy by default);
     `caches` (per prompt, mlx-lm's per-layer KV caches) hold what precedes each prompt.
-    `progress(done, len(prompts))` is called after each of about even chunks of at most
-    DECODE_BATCH prompts (a batch_generate call each)."""
+    `progress(done, len(prompts))` counts continuations by tokens generated so far."""
     from mlx_lm.generate import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
     if not prompts:
         return []
     sampler = make_sampler(temp=temperature, top_p=top_p)
-    # With progress: at least three chunks of 8 or more, so that a bar moves during the work.
-    chunks = max(-(-len(prompts) // DECODE_BATCH), min(3, len(prompts) // 8)) if progress else 1
-    step = -(-len(prompts) // chunks)
-    texts = []
-    for start in range(0, len(prompts), step):
-        chunk_caches = caches[start : start + step] if caches is not None else None
-        texts += batch_generate(model, tokenizer, prompts[start : start + step], prompt_caches=chunk_caches,
-                                max_tokens=max_tokens, sampler=sampler, completion_batch_size=DECODE_BATCH).texts
-        if progress:
-            progress(len(texts), len(prompts))
+    if progress:
+        sampler = _counting(sampler, lambda tokens: progress(min(tokens // max_tokens, len(prompts) - 1), len(prompts)))
+    # Prompts after a cache are a token or two: read them all in one step (mlx-lm reads 8 at a
+    # time, sized for whole prompts; 8 s of the main job's 28 s probe went there).
+    short = {"prefill_batch_size": DECODE_BATCH} if caches is not None else {}
+    texts = batch_generate(model, tokenizer, prompts, prompt_caches=caches, max_tokens=max_tokens, sampler=sampler,
+                           completion_batch_size=DECODE_BATCH, **short).texts
+    if progress:
+        progress(len(prompts), len(prompts))
     return texts
+
+
+def _counting(sampler, on_tokens: Callable[[int], None]):
+    """`sampler`, also reporting the tokens sampled so far: mlx-lm's batch generator samples every
+    decode step of the whole batch with one call, the one hook it offers inside generation."""
+    sampled = 0
+
+    def sample(logprobs):
+        nonlocal sampled
+        sampled += logprobs.shape[0]
+        on_tokens(sampled)
+        return sampler(logprobs)
+
+    return sample
 
 
 def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words: Sequence[int]) -> List[int]:

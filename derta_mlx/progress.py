@@ -3,12 +3,16 @@
 Library functions take an optional `progress(done, total)` callback and never print; the CLI
 passes a `Bar`. On a terminal the bar is rich's (which Textual already brings): label, bar,
 count, rate and time left. In a log or a pipe, where a redrawn line would be noise, it writes one
-line when the work starts and one each time another tenth is done, with the same numbers.
+line when the work starts and one each time another tenth is done (at most one a second), with
+the same numbers.
 """
 
 import sys
 import time
 from typing import Optional, TextIO
+
+
+MIN_SECONDS_BETWEEN_LINES = 1.0
 
 
 def _clock(seconds: float) -> str:
@@ -29,7 +33,7 @@ class Bar:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.done = 0
-        self._start = time.perf_counter()
+        self._start = self._last_line = time.perf_counter()
         self._next_tenth = 1
         self._rich = None
 
@@ -63,7 +67,10 @@ class Bar:
             return
         if self.total and self.done * 10 >= self._next_tenth * self.total:
             self._next_tenth = self.done * 10 // self.total + 1
-            self._line(self._status())
+            now = time.perf_counter()
+            # Short work gets its start and end lines only, not ten lines in a second.
+            if self.done >= self.total or now - self._last_line >= MIN_SECONDS_BETWEEN_LINES:
+                self._line(self._status())
 
     def rate(self) -> float:
         elapsed = time.perf_counter() - self._start
@@ -81,6 +88,7 @@ class Bar:
         return text + f", {_clock(time.perf_counter() - self._start)} elapsed"
 
     def _line(self, text: str) -> None:
+        self._last_line = time.perf_counter()
         self.stream.write(text + "\n")
         self.stream.flush()
 

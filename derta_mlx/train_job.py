@@ -5,6 +5,7 @@ The CLI and the TUI both call `run_training`; it reports through callbacks and n
 
 import random
 import signal
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -76,8 +77,13 @@ def resolve_tokenizer(cfg: TrainConfig, notify):
     return path, tokenizer, template, resolve_refusal_for(cfg, ref, tokenizer, template)
 
 
-def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
-    """Load the model and build the data for `cfg`; returns (model, tokenizer, Prepared)."""
+# Row counts from which building instances shows progress (the demo's 260 take under a second).
+BIG_DATA_ROWS = 2000
+
+
+def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=None):
+    """Load the model and build the data for `cfg`; returns (model, tokenizer, Prepared).
+    `bar(label, total, unit)` (progress.Bar) shows the building of big data sets."""
     from mlx_lm import load as mlx_load
 
     ref = find_model(cfg.model)
@@ -94,7 +100,9 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None]):
         train_rows, val_rows = split_rows(rows, cfg.val_fraction, cfg.seed)
     probe_rows = read_rows(demo_paths("heldout")) if using_demo else val_rows
     instance_config = make_instance_config(cfg, tokenizer, template, refusal)
-    train_set, stats = build_instances(train_rows, tokenizer, instance_config)
+    big = bar is not None and len(train_rows) >= BIG_DATA_ROWS
+    with bar("Building training instances", len(train_rows), "rows") if big else nullcontext() as progress:
+        train_set, stats = build_instances(train_rows, tokenizer, instance_config, progress)
     val_set, _ = build_instances(val_rows, tokenizer, instance_config) if val_rows else ([], None)
     if len(train_set) < cfg.batch_size:
         raise UserError(f"only {len(train_set)} training instances for batch size {cfg.batch_size}")
@@ -164,11 +172,12 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: Wo
     return cfg, new_run_dir(cfg.adapter_path, ref.spec, cfg.method), None
 
 
-def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None):
-    """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given."""
+def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None, bar=None):
+    """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given;
+    `bar` draws progress (see prepare)."""
     world = current_world()
     cfg, run_dir, checkpoint = start_or_resume(cfg, resume, world)
-    model, tokenizer, prepared = prepare(cfg, run_dir, notify)
+    model, tokenizer, prepared = prepare(cfg, run_dir, notify, bar if world.main else None)
     if not world.main:  # rank 0 writes the run directory and probes; this rank only trains
         return _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, None, stop, world)
     run_dir.mkdir(parents=True, exist_ok=True)

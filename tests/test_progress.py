@@ -2,7 +2,15 @@
 
 import io
 
+import pytest
+
+from derta_mlx import progress
 from derta_mlx.progress import Bar
+
+
+@pytest.fixture(autouse=True)
+def every_tenth(monkeypatch):
+    monkeypatch.setattr(progress, "MIN_SECONDS_BETWEEN_LINES", 0.0)
 
 
 class FakeTerminal(io.StringIO):
@@ -46,3 +54,13 @@ def test_on_a_terminal_rich_draws_the_bar_with_count_rate_and_eta():
             bar.advance()
     text = out.getvalue()
     assert "Probing before training" in text and "4/4" in text and "steps/s" in text and "ETA" in text
+
+
+def test_short_work_prints_its_start_and_end_only(monkeypatch):
+    monkeypatch.setattr(progress, "MIN_SECONDS_BETWEEN_LINES", 60.0)
+    out = io.StringIO()
+    with Bar("Writing", 50, stream=out) as bar:
+        for done in range(1, 51):
+            bar(done)
+    assert [line.split(":")[0] for line in out.getvalue().splitlines()] == ["Writing", "Writing"]
+    assert out.getvalue().splitlines()[-1].startswith("Writing: 50/50 (100%)")

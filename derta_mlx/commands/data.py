@@ -66,7 +66,10 @@ def cmd_stats(args) -> int:
     cfg = TrainConfig(model=args.model)
     _, tokenizer, template, refusal = resolve_tokenizer(cfg, _notify)
     stats = data_stats(rows, tokenizer)
-    _, built = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal))
+    from ..progress import Bar
+
+    with Bar("Building instances", len(rows), "rows") as bar:
+        _, built = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal), bar)
     stats["transition"] = {"refusal_token": refusal.token_id, "refusal_text": refusal.text, **built.as_dict()}
     print("rows: " + ", ".join(f"{n} {kind}" for kind, n in stats["rows"].items()))
     print("token lengths:")
@@ -89,6 +92,7 @@ def cmd_stats(args) -> int:
 
 def cmd_build(args) -> int:
     from ..atomic import write_text
+    from ..progress import Bar
     from ..commands.train import config_from_args
     from ..data.instances import build_instances
     from ..train_job import make_instance_config, resolve_tokenizer
@@ -96,14 +100,19 @@ def cmd_build(args) -> int:
     cfg = config_from_args(args).validate()
     rows = read_rows(args.files)
     _, tokenizer, template, refusal = resolve_tokenizer(cfg, _notify)
-    instances, stats = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal))
+    with Bar("Building instances", len(rows), "rows") as bar:
+        instances, stats = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal),
+                                           bar)
     lines = []
-    for x in instances:
-        lines.append(json.dumps({
-            "source": x.source, "kind": x.kind, "prefix_units": x.prefix_units,
-            "inputs": x.inputs.tolist(), "targets": x.targets.tolist(), "terms": x.terms.tolist(),
-            "text": tokenizer.decode(x.inputs.tolist()) if args.with_text else None,
-        }) + "\n")
+    with Bar(f"Writing {args.out}", len(instances), "instances") as bar:
+        for x in instances:
+            lines.append(json.dumps({
+                "source": x.source, "kind": x.kind, "prefix_units": x.prefix_units,
+                "inputs": x.inputs.tolist(), "targets": x.targets.tolist(), "terms": x.terms.tolist(),
+                "text": tokenizer.decode(x.inputs.tolist()) if args.with_text else None,
+            }) + "\n")
+            if len(lines) % 1000 == 0 or len(lines) == len(instances):
+                bar(len(lines))
     write_text(args.out, "".join(lines))
     print(f"wrote {len(instances)} instances to {args.out}: {dict(stats.kinds)}; "
           f"supervised tokens {dict(stats.supervised)}; truncated {stats.truncated}; "

@@ -9,6 +9,7 @@ itself and again (with suppressed defaults) on `run`, so both spellings parse th
 """
 
 import argparse
+from contextlib import nullcontext
 import hashlib
 import json
 import sys
@@ -144,6 +145,7 @@ def cmd_run(args) -> int:
     from ..eval.report import summarise, write_report
     from ..eval.suites import Suite, read_suites
     from ..loading import ensure_local, find_model
+    from ..progress import Bar
 
     judges = parse_judges(args.judge)
     if args.max_tokens < 1 or args.batch_size < 1:
@@ -171,11 +173,15 @@ def cmd_run(args) -> int:
     _notify(f"eval: {len(jobs)} prompts from {len(suites)} suite(s), template {template}, "
             f"max {args.max_tokens} tokens, batch {args.batch_size} -> {out_dir}")
 
-    def progress(done, total, stats):
-        _notify(f"  generated {done}/{total} ({stats.tokens_per_s:.1f} tokens/s)")
-
-    stats = generate_records(model, tokenizer, jobs, records_path, record_maker(bases, tokenizer),
-                             args.batch_size, args.max_tokens, progress)
+    pending = len(jobs) - len({record_key(r) for r in read_records(records_path)} & {job.key for job in jobs})
+    if pending < len(jobs):
+        _notify(f"  {len(jobs) - pending} of {len(jobs)} prompts have responses in {records_path}; "
+                + ("resuming" if pending else "nothing to generate"))
+    with Bar("Generating", pending, "prompts") if pending else nullcontext() as bar:
+        stats = generate_records(model, tokenizer, jobs, records_path, record_maker(bases, tokenizer),
+                                 args.batch_size, args.max_tokens, lambda done, total, _: bar(done, total))
+    if stats.samples:
+        _notify(f"  generated {stats.samples} responses at {stats.tokens_per_s:.1f} tokens/s")
     every = read_records(records_path)
     latest = latest_by_key(every)
     current = [latest[job.key] for job in jobs]

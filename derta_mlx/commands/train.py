@@ -282,7 +282,9 @@ def cmd_train(args) -> int:
     previous = stop.install()
     try:
         probe = make_probe(notify, main_rank) if (cfg is None or cfg.probe_after) else None
-        results = run_training(cfg, args.resume, notify, Progress(), probe=probe, stop=stop)
+        from ..progress import Bar
+
+        results = run_training(cfg, args.resume, notify, Progress(), probe=probe, stop=stop, bar=Bar)
     finally:
         import signal
 

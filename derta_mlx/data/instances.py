@@ -285,11 +285,15 @@ class _Builder:
         return [self.mle(self.question_prompt(row.prompt), [], target, "helpful", source, cut_target=True)]
 
 
-def build_instances(rows: Sequence, tokenizer, config: InstanceConfig):
-    """All training instances of `rows` in row order, and what was built, cut or dropped."""
+def build_instances(rows: Sequence, tokenizer, config: InstanceConfig, progress=None):
+    """All training instances of `rows` in row order, and what was built, cut or dropped;
+    `progress(done, total)` every 1% of the rows."""
     builder = _Builder(tokenizer, config)
     instances = []
-    for row in rows:
+    every = max(len(rows) // 100, 1)
+    for done, row in enumerate(rows, 1):
+        if progress and (done % every == 0 or done == len(rows)):
+            progress(done, len(rows))
         if isinstance(row, SafetyTriple):
             built = builder.triple(row)
         elif isinstance(row, DertaRow):
