@@ -30,9 +30,33 @@ def rate(fn, reps=8):
     start = time.perf_counter()
     for _ in range(reps): mx.eval(fn())
     return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
+def kernel():
+    # which BLAS kernel runs: what threadpoolctl reports, else the same calls it makes
+    try:
+        from threadpoolctl import threadpool_info
+        found = [f"{i['internal_api']} {i.get('architecture') or i['version']}" for i in threadpool_info()
+                 if i["user_api"] == "blas" and "numpy" not in i["filepath"]]
+        if found:
+            return found[0]
+    except ImportError:
+        pass
+    import ctypes
+    lib = ctypes.CDLL(None)
+    try:
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return "openblas " + lib.openblas_get_corename().decode()
+    except AttributeError:
+        pass
+    try:
+        buf = ctypes.create_string_buffer(256)
+        lib.mkl_get_version_string(buf, 256)
+        return buf.value.decode().strip()
+    except AttributeError:
+        return "MLX's bundled reference BLAS"
 print(json.dumps({
     "float32": rate(lambda: a @ b),
     "4bit": rate(lambda: mx.quantized_matmul(a, wq, scales, biases, transpose=True, group_size=64, bits=4)),
+    "kernel": kernel(),
 }))
 """
 
@@ -77,6 +101,8 @@ def main() -> None:
     for kind in ("float32", "4bit"):
         values = [results["gflops"][n][kind] for n in names]
         print(f"{kind:<16}" + "".join(f"{v:>17.1f}" for v in values) + f"   {max(values) / values[0]:>11.1f}x")
+    for name in names:
+        print(f"  {name}: {results['gflops'][name]['kernel']}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, results)
 

@@ -422,12 +422,18 @@ def _convert_weights(weights: dict, metadata: dict, path: Path) -> dict:
     return converted
 
 
-def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, overwrite: bool = False) -> Path:
+CONVERT_STEPS = 4  # checked, tensors read, converted, written: what `progress` counts
+
+
+def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, overwrite: bool = False,
+                 progress=None) -> Path:
     """Convert a LLaMA-architecture GGUF into an mlx-lm model directory at out_dir; return out_dir.
 
     Raises GGUFError, naming the file and the reason, for anything it cannot convert. out_dir
     must not exist or be empty unless overwrite; it is replaced only once the new one is complete.
+    `progress(done, CONVERT_STEPS)` after each step (reading and writing are one MLX call each).
     """
+    progress = progress or (lambda done, total: None)
     path, out_dir = Path(gguf_path), Path(out_dir)
     target = out_dir.absolute()  # so that "." or "models/x/" have a name to put a sibling beside
     header = read_header(path)
@@ -443,6 +449,7 @@ def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, over
     if kind not in ("gpt2", "llama"):
         raise GGUFError(f"{path}: tokenizer model {kind!r} is not supported (only 'gpt2' and 'llama')")
     check_tensor_types(header, path)
+    progress(1, CONVERT_STEPS)
 
     try:
         weights, metadata = mx.load(str(path), format="gguf", return_metadata=True)
@@ -453,6 +460,7 @@ def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, over
         raise GGUFError(f"{path}: MLX did not load the tensors {missing[:5]}")
 
     _check_shapes(header, metadata, path)
+    progress(2, CONVERT_STEPS)
     weights = _convert_weights(weights, metadata, path)
     config = _config(metadata, weights, path)
     weights.pop("rope_freqs.weight", None)
@@ -463,6 +471,7 @@ def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, over
     tokenizer, tokenizer_config = build_tokenizer(metadata, path)
     special_map = {k: v for k, v in tokenizer_config.items() if k.endswith("_token") and isinstance(v, str)}
     generation = {k: config[k] for k in ("bos_token_id", "eos_token_id") if k in config}
+    progress(3, CONVERT_STEPS)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.converting-{os.getpid()}-{secrets.token_hex(4)}")
@@ -485,4 +494,5 @@ def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, over
             os.replace(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+    progress(CONVERT_STEPS, CONVERT_STEPS)
     return out_dir

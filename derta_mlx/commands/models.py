@@ -77,12 +77,14 @@ def cmd_download(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from ..gguf import GGUFError, convert_gguf
+    from ..gguf import CONVERT_STEPS, GGUFError, convert_gguf
+    from ..progress import Bar
 
     out = Path(args.out) if args.out else models_dir() / Path(args.gguf).stem.lower()
     _notify(f"Converting {args.gguf} -> {out}")
     try:
-        path = convert_gguf(args.gguf, out, overwrite=args.overwrite)
+        with Bar("Converting (check, read, convert, write)", CONVERT_STEPS, "steps") as bar:
+            path = convert_gguf(args.gguf, out, overwrite=args.overwrite, progress=bar)
     except GGUFError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {path}; use it with --model {path}")
