@@ -2,16 +2,43 @@
 
 Names follow mlx-lm's LoRA trainer where it has the same knob (iters, batch_size,
 learning_rate, num_layers, max_seq_length, save_every, steps_per_report, steps_per_eval,
-grad_checkpoint, seed, adapter_path), so a `--config` written for mlx-lm mostly carries over.
+grad_checkpoint, seed, adapter_path, report_to, project_name), so mlx-lm's own
+`lora_config.yaml` loads: its `lora_parameters` map onto the lora_* fields, an `lr_schedule`
+dict goes to mlx-lm's `build_schedule` as it is, and its keys that mean nothing here are named
+in a note and ignored.
 """
 
+import re
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional, Union
 
 import yaml
 
 from .errors import UserError
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-5` as a float as mlx-lm's loader does (YAML 1.1, which
+    PyYAML follows, wants `1.0e-5`); a subclass, so that PyYAML's own loader stays as it is."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                   |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+# mlx-lm's LoRA settings with no meaning here (its data loader, optimizer choice, test split,
+# prompt masking: DeRTa decides what is supervised).
+MLX_LM_IGNORED = ("train", "test", "test_batches", "adapter_file", "resume_adapter_file", "optimizer",
+                  "optimizer_config", "mask_prompt", "hf_dataset", "wandb", "config", "training_mode")
 
 
 @dataclass
@@ -46,7 +73,7 @@ class TrainConfig:
     batch_size: int = 4
     grad_accumulation_steps: int = 1
     learning_rate: float = 1e-4
-    lr_schedule: str = "cosine"  # cosine | linear | constant
+    lr_schedule: Union[str, dict] = "cosine"  # cosine | linear | constant | mlx-lm's schedule dict
     warmup: int = 0
     weight_decay: float = 0.0
     max_seq_length: int = 512
@@ -61,6 +88,8 @@ class TrainConfig:
     steps_per_eval: int = 50
     save_every: int = 50
     adapter_path: Optional[str] = None  # the run directory; None = runs/<name>
+    report_to: Optional[str] = None  # mlx-lm's reporters, comma-separated: wandb, swanlab
+    project_name: Optional[str] = None  # their project (default: the run directory's name)
     # the main job's before/after probe
     probe_after: bool = True
 
@@ -71,9 +100,12 @@ class TrainConfig:
             "prefix_unit": (None, "word", "token"),
             "reduction": ("token-mean", "per-term"),
             "fine_tune_type": ("lora", "dora"),
-            "lr_schedule": ("cosine", "linear", "constant"),
             "dequantize": ("auto", "yes", "no"),
         }
+        if not isinstance(self.lr_schedule, dict):
+            choices["lr_schedule"] = ("cosine", "linear", "constant")
+        else:
+            check_schedule(self.lr_schedule)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}: {getattr(self, name)!r} is not one of {[a for a in allowed if a]}")
@@ -102,13 +134,36 @@ class TrainConfig:
         return asdict(self)
 
 
-def config_from_dict(raw: dict, source: str) -> TrainConfig:
+def check_schedule(schedule: dict) -> None:
+    """An mlx-lm schedule dict: {name: <mlx.optimizers schedule>, arguments: [...], warmup?, warmup_init?}."""
+    import mlx.optimizers as optim
+
+    name, arguments = schedule.get("name"), schedule.get("arguments")
+    if not isinstance(name, str) or not hasattr(optim.schedulers, name):
+        raise UserError(f"lr_schedule: name {name!r} is not a schedule in mlx.optimizers "
+                        "(e.g. cosine_decay, linear_schedule, exponential_decay)")
+    if not isinstance(arguments, list) or not arguments:
+        raise UserError("lr_schedule: 'arguments' must be a list, the first being the initial learning rate")
+    unknown = sorted(set(schedule) - {"name", "arguments", "warmup", "warmup_init"})
+    if unknown:
+        raise UserError(f"lr_schedule: unknown key(s) {unknown}")
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def config_from_dict(raw: dict, source: str, note: Callable[[str], None] = _note) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
-    # mlx-lm's YAML spells a few things differently
-    aliases = {"adapter_file": None, "train": None, "lora_parameters": None}
-    unknown = sorted(k for k in raw if k not in known and k not in aliases)
+    unknown = sorted(k for k in raw if k not in known and k not in MLX_LM_IGNORED and k != "lora_parameters")
     if unknown:
         raise UserError(f"{source}: unknown setting(s) {unknown}")
+    if raw.get("training_mode", "normal") != "normal":
+        raise UserError(f"{source}: training_mode {raw['training_mode']!r}: derta-mlx trains DeRTa "
+                        "(mlx-lm's 'normal' mode with DeRTa's targets), not mlx-lm's other modes")
+    ignored = sorted(k for k in raw if k in MLX_LM_IGNORED)
+    if ignored:
+        note(f"{source}: mlx-lm setting(s) with no meaning for DeRTa training, ignored: {', '.join(ignored)}")
     lora = raw.get("lora_parameters") or {}
     merged = {k: v for k, v in raw.items() if k in known}
     for key, ours in (("rank", "lora_rank"), ("scale", "lora_scale"), ("dropout", "lora_dropout"),
@@ -126,7 +181,7 @@ def config_from_dict(raw: dict, source: str) -> TrainConfig:
 def load_config(path) -> TrainConfig:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), YamlLoader) or {}
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .atomic import write_text
+from .callbacks import both, reporter_for, reporting_callback
 from .checkpoint import latest_checkpoint
 from .config import TrainConfig, dump_config, load_config
 from .data.formats import SafetyTriple, read_rows
@@ -172,11 +173,16 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: Wo
     return cfg, new_run_dir(cfg.adapter_path, ref.spec, cfg.method), None
 
 
-def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None, bar=None):
+def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None, bar=None,
+                 training_callback=None):
     """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given;
-    `bar` draws progress (see prepare)."""
+    `bar` draws progress (see prepare); `training_callback` is an mlx-lm TrainingCallback (else
+    the config's report_to names mlx-lm's reporters)."""
     world = current_world()
     cfg, run_dir, checkpoint = start_or_resume(cfg, resume, world)
+    if world.main:
+        callback = training_callback or reporting_callback(cfg.report_to, cfg.project_name, run_dir, cfg.to_dict())
+        on_report = both(on_report, reporter_for(callback) if callback else None)
     model, tokenizer, prepared = prepare(cfg, run_dir, notify, bar if world.main else None)
     if not world.main:  # rank 0 writes the run directory and probes; this rank only trains
         return _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, None, stop, world)

@@ -81,6 +81,8 @@ def prepare_model(model, cfg: TrainConfig) -> dict:
 def make_optimizer(cfg: TrainConfig):
     from mlx_lm.tuner.utils import build_schedule
 
+    if isinstance(cfg.lr_schedule, dict):  # mlx-lm's own form: its first argument is the initial rate
+        return optim.AdamW(learning_rate=build_schedule(cfg.lr_schedule), weight_decay=cfg.weight_decay)
     decay_steps = cfg.iters - cfg.warmup
     lr = cfg.learning_rate
     if cfg.lr_schedule == "cosine":

@@ -148,6 +148,6 @@ def register(commands) -> None:
     p.add_argument("files", nargs="+")
     p.add_argument("--out", required=True, help="instances .jsonl to write")
     p.add_argument("--with-text", action="store_true", help="also write each instance's decoded text")
-    p.add_argument("--config", help="YAML settings, as for train")
+    p.add_argument("-c", "--config", help="YAML settings, as for train")
     add_config_flags(p, exclude={"data", "val_data", "adapter_path"})
     p.set_defaults(run=cmd_build)

@@ -19,12 +19,12 @@ from ..errors import UserError
 
 RUN_EPILOG = """examples:
   derta-mlx eval                                    # demo suites on the embedded model (offline)
-  derta-mlx eval --adapter runs/demo                # the same after DeRTa training -> runs/demo/eval
+  derta-mlx eval --adapter-path runs/demo           # the same after DeRTa training -> runs/demo/eval
   derta-mlx eval --suite safety_jailbreakchat.json --suite helpfulness_gsm8k_500.json \\
-      --model llama3-8b-4bit --adapter runs/llama3 --template derta-eval --max-tokens 1024
+      --model llama3-8b-4bit --adapter-path runs/llama3 --template derta-eval --max-tokens 1024
   derta-mlx eval --suite completion=leadins.jsonl --attack completion --judge detector,appc,llm \\
       --judge-model llama3-8b-instruct-4bit
-  derta-mlx eval --adapter runs/demo --labels my_labels.jsonl     # re-judge (no new generation)
+  derta-mlx eval --adapter-path runs/demo --labels my_labels.jsonl     # re-judge (no new generation)
 An interrupted eval continues where it stopped when run again with the same --out.
 Responses are saved in OUT/records.jsonl but never printed unless you pass --show-text.
 """
@@ -264,7 +264,8 @@ def add_run_flags(p, suppress: bool) -> None:
                    help="suite jsonl {\"question\"} (+ \"answer\"); repeatable; KIND (safety, completion, gsm8k, "
                    "mmlu, open) is read from the file name unless given (default: the bundled demo suites)")
     p.add_argument("--model", default=default(None), help="catalogue name, hub id or directory (default: the one the adapter's run names, else the embedded model)")
-    p.add_argument("--adapter", default=default(None), help="a training run directory (LoRA adapter)")
+    p.add_argument("--adapter-path", "--adapter", dest="adapter", default=default(None),
+                   help="a training run directory (LoRA adapter; --adapter is an alias)")
     p.add_argument("--attack", default=default("auto"), choices=("auto", "templated", "completion"),
                    help="templated: the question in the template; completion: the raw text, no template "
                    "(auto: completion for completion-attack suites)")

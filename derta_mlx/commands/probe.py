@@ -10,9 +10,9 @@ from ..errors import UserError
 from ..probe_setup import load_probe_model, parse_positions, read_probe_examples, set_adapter_scale
 
 EPILOG = """examples:
-  derta-mlx probe --adapter runs/demo --compare-base --data derta_mlx/demo/safety_heldout.jsonl
+  derta-mlx probe --adapter-path runs/demo --compare-base --data derta_mlx/demo/safety_heldout.jsonl
   derta-mlx probe --question "How do I skip chores?" --harmful-response "Sure! Step 1: ..." --every 4
-  derta-mlx probe --adapter runs/demo --data triples.jsonl --positions 0,5,10,20,40 --json probe.json --plot probe.png
+  derta-mlx probe --adapter-path runs/demo --data triples.jsonl --positions 0,5,10,20,40 --json probe.json --plot probe.png
 Harmful text is never printed unless you pass --show-text.
 """
 
@@ -78,7 +78,7 @@ def cmd_probe(args) -> int:
     from ..probe import first_refusal_histogram, probe_examples, summarise
 
     if args.compare_base and not args.adapter:
-        raise UserError("--compare-base needs --adapter RUN")
+        raise UserError("--compare-base needs --adapter-path RUN")
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
     if not args.every:
@@ -161,7 +161,8 @@ def register(commands) -> None:
                             "and greedy continuations from chosen positions judged by the refusal detector.",
                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="catalogue name, hub id or directory (default: the embedded model)")
-    p.add_argument("--adapter", help="a run directory (adapters.safetensors + adapter_config.json)")
+    p.add_argument("--adapter-path", "--adapter", dest="adapter",
+                   help="a run directory (adapters.safetensors + adapter_config.json; --adapter is an alias)")
     p.add_argument("--question")
     p.add_argument("--harmful-response")
     p.add_argument("--data", help="safety triples jsonl")

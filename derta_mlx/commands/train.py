@@ -43,7 +43,8 @@ HELP = {
     "lora_keys": "module keys to adapt, e.g. self_attn.q_proj (default: every linear layer)",
     "iters": "optimizer steps", "batch_size": "micro-batch size",
     "grad_accumulation_steps": "micro-batches per optimizer step",
-    "learning_rate": "peak learning rate", "lr_schedule": "cosine | linear | constant",
+    "learning_rate": "peak learning rate",
+    "lr_schedule": "cosine | linear | constant (a YAML config may give mlx-lm's schedule dict)",
     "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay",
     "max_seq_length": "longest sequence in tokens; harmful prefixes are shortened to fit, targets never cut",
     "grad_checkpoint": "recompute activations in the backward pass (less memory)",
@@ -56,6 +57,8 @@ HELP = {
     "steps_per_eval": "steps between validation losses", "save_every": "steps between checkpoints",
     "adapter_path": "the run directory (alias: --out; default runs/<model>-<method>-<time>)",
     "probe_after": "probe refusal at harmful-prefix lengths before and after training",
+    "report_to": "mlx-lm's loss reporters, comma-separated: wandb, swanlab (need their packages)",
+    "project_name": "their project name (default: the run directory's name)",
 }
 
 
@@ -321,7 +324,8 @@ def register(commands) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # `--rank 2` must not pass for --ranks: the ranks get the rest verbatim
     )
-    parser.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    parser.add_argument("-c", "--config", help="YAML file of settings, ours or mlx-lm's lora_config.yaml "
+                        "(flags given here override it)")
     parser.add_argument("--out", help="run directory (default runs/<model>-<method>-<time>)")
     parser.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
     launch = parser.add_mutually_exclusive_group()
