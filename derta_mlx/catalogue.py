@@ -9,6 +9,7 @@ from typing import Optional
 import yaml
 
 from .errors import UserError
+from .memory import Arch
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _SOURCE_MODELS_DIR = _PACKAGE_DIR.parent / "models"
@@ -64,8 +65,6 @@ def _entry_from_dict(name: str, raw: dict, path: Path) -> ModelEntry:
     if entry.source == "hub" and not entry.repo:
         raise UserError(f"{path}: model {name!r}: a hub entry needs a repo")
     if entry.arch is not None:
-        from .memory import Arch
-
         try:
             Arch(**entry.arch)
         except TypeError as exc:

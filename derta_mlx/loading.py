@@ -8,6 +8,7 @@ from typing import Callable, Optional
 from . import hub
 from .catalogue import ModelEntry, load_catalogue, models_dir
 from .errors import UserError
+from .memory import Arch, arch_from_dir
 
 Notify = Optional[Callable[[str], None]]
 
@@ -117,3 +118,16 @@ def load(spec: Optional[str], adapter_path: Optional[str] = None, notify: Notify
     path = ensure_local(ref, notify)
     model, tokenizer = mlx_load(str(path), adapter_path=adapter_path)
     return model, tokenizer, ref
+
+
+def arch_for_model(spec: Optional[str]) -> Arch:
+    """The Arch of `--model` without loading (or downloading) weights: the local copy's
+    config.json when there is one, else the catalogue entry's `arch` block."""
+    ref = find_model(spec)
+    path = local_path(ref)
+    if path is not None and (path / "config.json").is_file():
+        return arch_from_dir(path)
+    if ref.entry and ref.entry.arch:
+        return Arch(**ref.entry.arch)
+    raise UserError(f"cannot estimate the memory of {ref.spec}: its config.json is not on this machine and the "
+                    "catalogue has no `arch` for it (download it first: `derta-mlx models download`)")

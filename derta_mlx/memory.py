@@ -328,19 +328,3 @@ def _halvings(n: int):
     while out[-1] > 1:
         out.append(out[-1] // 2)
     return out
-
-
-def arch_for_model(spec: Optional[str]) -> Arch:
-    """The Arch of `--model` without loading (or downloading) weights: the local copy's
-    config.json when there is one, else the catalogue entry's `arch` block."""
-    from .errors import UserError
-    from .loading import find_model, local_path
-
-    ref = find_model(spec)
-    path = local_path(ref)
-    if path is not None and (path / "config.json").is_file():
-        return arch_from_dir(path)
-    if ref.entry and ref.entry.arch:
-        return Arch(**ref.entry.arch)
-    raise UserError(f"cannot estimate the memory of {ref.spec}: its config.json is not on this machine and the "
-                    "catalogue has no `arch` for it (download it first: `derta-mlx models download`)")

@@ -188,7 +188,9 @@ def memory_check(cfg: TrainConfig, args):
     from .. import memory
 
     device = args.device or memory.current_device()
-    arch = memory.arch_for_model(cfg.model)
+    from ..loading import arch_for_model
+
+    arch = arch_for_model(cfg.model)
     settings = memory.settings_for(cfg, device)
     est = memory.estimate(arch, settings)
     usable, where = memory.machine_memory(device, args.memory_gb)
