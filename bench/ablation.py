@@ -2,7 +2,7 @@
 
 Each configuration is trained with `derta-mlx train` (same seed, same data: the bundled demo by
 default) in its own process, then probed here with the main job's measurement
-(`derta_mlx.before_after.measure`): refusal and coherent refusal at k = 0, 5, 10, 20, 40
+(`derta_mlx.probe.before_after.measure`): refusal and coherent refusal at k = 0, 5, 10, 20, 40
 harmful tokens, token-loop and re-refusal rates at k >= 5, P(refusal again), and helpfulness on
 the held-out ordinary questions. The base model is measured once, as the first row.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from derta_mlx.atomic import write_json  # noqa: E402
+from derta_mlx.common.atomic import write_json  # noqa: E402
 
 TABLE4 = ["vanilla=--method vanilla", "harmful-prefix=--method harmful-prefix", "rto=--method rto",
           "derta=--method derta"]
@@ -60,16 +60,16 @@ def train(name: str, flags: list, run_dir: Path, iters: int, common: list) -> fl
 def load(run_dir):
     """The model with the run's adapter (or the base when run_dir is None); the probe reads the
     run's own refusal token from its config.yaml."""
-    from derta_mlx.probe_setup import load_probe_model
+    from derta_mlx.probe.model import load_probe_model
 
     return load_probe_model(None, str(run_dir) if run_dir else None, notify)
 
 
 def measure(loaded, label: str) -> dict:
-    from derta_mlx.before_after import measure as measure_model
+    from derta_mlx.probe.before_after import measure as measure_model
     from derta_mlx.data.formats import SafetyTriple, read_rows
     from derta_mlx.demo import demo_paths
-    from derta_mlx.probe import ProbeExample
+    from derta_mlx.probe.positions import ProbeExample
 
     rows = [r for r in read_rows(demo_paths("heldout")) if isinstance(r, SafetyTriple)]
     examples = [ProbeExample(r.question, r.harmful_response, r.id) for r in rows]

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from derta_mlx.atomic import write_json  # noqa: E402  (results are written atomically)
+from derta_mlx.common.atomic import write_json  # noqa: E402  (results are written atomically)
 
 MEASURE = r"""
 import json, sys, time
@@ -75,7 +75,7 @@ def run(size: int, preload, unpin: bool = False) -> dict:
 
 
 def main() -> None:
-    from derta_mlx.backend import _CANDIDATES, _loads, _wheel_library, pinned_older_kernels
+    from derta_mlx.accel.blas import _CANDIDATES, _loads, _wheel_library, pinned_older_kernels
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024)

@@ -1,11 +1,11 @@
 """Calibration of `derta-mlx train --dry-run`: the memory estimate against the measured peak.
 
 Each configuration runs in a fresh subprocess (so no allocator state or cache carries over):
-load the model, `derta_mlx.trainer.prepare_model`, then `derta_mlx.trainer.train` for a few
+load the model, `derta_mlx.train.trainer.prepare_model`, then `derta_mlx.train.trainer.train` for a few
 steps on synthetic instances that all have exactly --max-seq-length tokens (so every batch is
 batch x length, the shape the estimate assumes), and `mx.get_peak_memory()` after
 `mx.reset_peak_memory()` (the loaded weights count: they are active memory when it is reset).
-The table gives the estimate of `derta_mlx.memory`, the measured peak and the error
+The table gives the estimate of `derta_mlx.train.memory`, the measured peak and the error
 (estimate / measured - 1: positive means the estimate is on the safe side).
 
     python bench/memory_fit.py                 # every configuration, one after the other
@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from derta_mlx import backend  # noqa: E402  (light: no mlx import)
-from derta_mlx.atomic import write_json  # noqa: E402
+from derta_mlx.accel import blas as backend  # noqa: E402  (light: no mlx import)
+from derta_mlx.common.atomic import write_json  # noqa: E402
 
 # name: (model, settings); a few training steps each, small enough for a 2-core CPU
 CONFIGS = {
@@ -52,7 +52,7 @@ SLOW_STEPS = 2  # 4-bit kernels on a CPU are ~50x slower than float32 matmul
 def synthetic_instances(n: int, length: int, vocab: int, seed: int = 0):
     """n instances of exactly `length` tokens, random ids, every position supervised (MLE, the first
     8 RTO): the worst case the estimate assumes, since the loss computes logits only at
-    supervised positions (derta_mlx/logits.py)."""
+    supervised positions (derta_mlx/models/logits.py)."""
     import numpy as np
 
     from derta_mlx.data.instances import MLE, RTO, Instance
@@ -73,10 +73,10 @@ def measure(name: str) -> dict:
     import mlx.core as mx
     from mlx_lm import load
 
-    from derta_mlx.config import TrainConfig
-    from derta_mlx.loading import ensure_local, find_model
-    from derta_mlx.memory import arch_from_dir, estimate_for_config
-    from derta_mlx.trainer import prepare_model, train
+    from derta_mlx.train.config import TrainConfig
+    from derta_mlx.models.loading import ensure_local, find_model
+    from derta_mlx.train.memory import arch_from_dir, estimate_for_config
+    from derta_mlx.train.trainer import prepare_model, train
 
     model_name, settings = CONFIGS[name]
     steps = SLOW_STEPS if settings.get("dequantize") == "no" else STEPS
@@ -150,9 +150,9 @@ MAC_GB = (16, 32, 64, 128)
 def mac_table() -> str:
     """Estimated peak of the default run (batch 4 x 512, LoRA rank 8 on 16 blocks), without and
     with --grad-checkpoint, on Metal, against 75% of each Mac's unified memory."""
-    from derta_mlx.catalogue import load_catalogue
-    from derta_mlx.config import TrainConfig
-    from derta_mlx.memory import GB, METAL_USABLE_SHARE, Arch, estimate, settings_for
+    from derta_mlx.models.catalogue import load_catalogue
+    from derta_mlx.train.config import TrainConfig
+    from derta_mlx.train.memory import GB, METAL_USABLE_SHARE, Arch, estimate, settings_for
 
     catalogue = load_catalogue()
     head = "| model | settings | estimated peak | " + " | ".join(f"{gb} GB Mac" for gb in MAC_GB) + " |"

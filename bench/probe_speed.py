@@ -1,14 +1,14 @@
 """Probe speed, two comparisons side by side in one process (interleaved, repeated, medians).
 
 Default (`--mode main-job`): the main job's before/after probe (30 held-out demo questions,
-positions 0/5/10/20/40, 16 greedy tokens each, P(again)), run as `derta_mlx.before_after` runs
+positions 0/5/10/20/40, 16 greedy tokens each, P(again)), run as `derta_mlx.probe.before_after` runs
 it: each question prefilled once and its KV cache branched at every position, against
 re-reading prompt + harmful prefix at every position (`probe_examples(..., branch=False)`, what
 the probe did before). Both give the same continuations, checked here.
 
 `--mode curve`: the teacher-forced refusal curve against generating at every position.
 For one mild example whose harmful response is T tokens long, P(refusal) at every prefix
-length k = 0..T comes from one forward pass (`derta_mlx.probe.refusal_curves`). The
+length k = 0..T comes from one forward pass (`derta_mlx.probe.positions.refusal_curves`). The
 alternative is what a prefilling-attack evaluation does: feed the prompt plus the first k
 harmful tokens and decode N tokens, at each of the T+1 positions. This times both, side by
 side in one process (curve, batched generation, one-by-one generation, interleaved and
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from derta_mlx.atomic import write_json  # noqa: E402  (results are written atomically)
+from derta_mlx.common.atomic import write_json  # noqa: E402  (results are written atomically)
 
 # A mild, non-actionable stand-in for a harmful answer, long enough for any T we time.
 RESPONSE = " ".join(
@@ -45,13 +45,13 @@ QUESTION = "How do I sneak extra cookies from the jar?"
 
 def load_model(name: str, dequantize: str, notify):
     """(model, tokenizer, template, refusal ids) of the embedded default or a tiny model."""
-    from derta_mlx.compute import load_for_inference
-    from derta_mlx.loading import ensure_local, find_model
-    from derta_mlx.refusal import resolve_refusal
-    from derta_mlx.templates import get_template
+    from derta_mlx.accel.dequantize import load_for_inference
+    from derta_mlx.models.loading import ensure_local, find_model
+    from derta_mlx.data.refusal_token import resolve_refusal
+    from derta_mlx.data.templates import get_template
 
     if name == "tiny":
-        from derta_mlx.tiny import tiny_model_dir
+        from derta_mlx.testing.tiny import tiny_model_dir
 
         path, template, rule = tiny_model_dir("llama3"), "derta", "auto"
     else:
@@ -65,7 +65,7 @@ def load_model(name: str, dequantize: str, notify):
 
 def response_of_length(tokenizer, template, tokens: int):
     """The bench example cut at the first word boundary where it reaches `tokens` tokens."""
-    from derta_mlx.probe import ProbeExample, example_ids
+    from derta_mlx.probe.positions import ProbeExample, example_ids
 
     words = RESPONSE.split(" ")
     for n in range(1, len(words) + 1):
@@ -76,7 +76,7 @@ def response_of_length(tokenizer, template, tokens: int):
 
 
 def main(argv=None) -> None:
-    from derta_mlx import backend
+    from derta_mlx.accel import blas as backend
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["main-job", "curve"], default="main-job")
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
 
     import mlx.core as mx
 
-    from derta_mlx.probe import continue_many, example_ids, refusal_curves
+    from derta_mlx.probe.positions import continue_many, example_ids, refusal_curves
 
     model, tokenizer, template, refusal_ids, path = load_model(args.model, args.dequantize, lambda m: print(m, flush=True))
     model.eval()
@@ -167,11 +167,11 @@ def timed(variants: dict, repeats: int) -> dict:
 def main_job(args, model, tokenizer, template, refusal_ids, path) -> None:
     import mlx.core as mx
 
-    from derta_mlx.before_after import CONTINUATION_TOKENS, PROBE_POSITIONS
-    from derta_mlx import backend
+    from derta_mlx.probe.before_after import CONTINUATION_TOKENS, PROBE_POSITIONS
+    from derta_mlx.accel import blas as backend
     from derta_mlx.demo import demo_paths
-    from derta_mlx.probe import probe_examples
-    from derta_mlx.probe_setup import read_probe_examples
+    from derta_mlx.probe.positions import probe_examples
+    from derta_mlx.probe.model import read_probe_examples
 
     examples = read_probe_examples(demo_paths("heldout")[0])  # the main job's held-out questions
     token = refusal_ids[0]

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from derta_mlx import backend  # noqa: E402
-from derta_mlx.atomic import write_json  # noqa: E402
+from derta_mlx.accel import blas as backend  # noqa: E402
+from derta_mlx.common.atomic import write_json  # noqa: E402
 
 
 def timed(fn, reps: int) -> float:
@@ -49,13 +49,13 @@ def main(argv=None) -> None:
     from mlx_lm.models import llama
     from mlx.utils import tree_flatten
 
-    from derta_mlx.config import TrainConfig
+    from derta_mlx.train.config import TrainConfig
     from mlx_lm.models.activations import swiglu as mlx_lm_swiglu
 
-    from derta_mlx.cpu_kernels import attention, training_kernels
-    from derta_mlx.cross_entropy import cross_entropy
-    from derta_mlx.loss import batch_loss, supervised
-    from derta_mlx.trainer import make_optimizer, prepare_model
+    from derta_mlx.accel.kernels import attention, training_kernels
+    from derta_mlx.train.cross_entropy import cross_entropy
+    from derta_mlx.train.loss import batch_loss, supervised
+    from derta_mlx.train.trainer import make_optimizer, prepare_model
     from vs_torch import LORA_KEYS, VOCAB, llama_args, step_flops
 
     margs = llama_args(args.shape, VOCAB)

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from derta_mlx.atomic import write_json  # noqa: E402  (results are written atomically)
+from derta_mlx.common.atomic import write_json  # noqa: E402  (results are written atomically)
 
 
 def mild_triples(path: Path, n: int = 32) -> Path:
@@ -40,7 +40,7 @@ def mild_triples(path: Path, n: int = 32) -> Path:
 def model_path(name: str) -> str:
     if name == "smollm2":
         return "smollm2-135m-4bit"
-    from derta_mlx.tiny import TinySpec, build_tiny_model, cache_root
+    from derta_mlx.testing.tiny import TinySpec, build_tiny_model, cache_root
 
     path = cache_root() / "bench" / "ranks-llama3-256"
     if not (path / "config.json").is_file():

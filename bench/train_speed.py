@@ -55,8 +55,8 @@ from typing import List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from derta_mlx import backend  # noqa: E402  (light: no mlx import)
-from derta_mlx.atomic import write_json  # noqa: E402
+from derta_mlx.accel import blas as backend  # noqa: E402  (light: no mlx import)
+from derta_mlx.common.atomic import write_json  # noqa: E402
 
 
 # --- data: mild synthetic triples ------------------------------------------------------------
@@ -113,7 +113,7 @@ class ModelChoice:
 
 
 def tiny_spec(name: str):
-    from derta_mlx.tiny import TinySpec
+    from derta_mlx.testing.tiny import TinySpec
 
     bits = 4 if name.endswith("4bit") else None
     if name.startswith("tiny-quick"):  # the tests' default tiny spec: 64 wide, 2 blocks
@@ -126,15 +126,15 @@ def resolve_model(name: str, notify) -> Optional[ModelChoice]:
     """The model directory for a --model name, building tiny models once into the cache."""
     if name == "smollm2":
         try:
-            import derta_mlx.gguf  # noqa: F401  (converts the embedded GGUF on first use)
+            import derta_mlx.models.gguf.convert  # noqa: F401  (converts the embedded GGUF on first use)
         except ImportError as exc:
-            notify(f"skipping smollm2: derta_mlx.gguf is not importable ({exc})")
+            notify(f"skipping smollm2: derta_mlx.models.gguf is not importable ({exc})")
             return None
-        from derta_mlx.loading import ensure_local, find_model
+        from derta_mlx.models.loading import ensure_local, find_model
 
         ref = find_model(None)
         return ModelChoice(name, ensure_local(ref, notify), ref.template, ref.refusal_rule, True)
-    from derta_mlx.tiny import BUILD_VERSION, build_tiny_model, cache_root
+    from derta_mlx.testing.tiny import BUILD_VERSION, build_tiny_model, cache_root
 
     spec = tiny_spec(name)
     key = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
@@ -184,7 +184,7 @@ def load_prepared(model: ModelChoice, variant: Variant, cfg):
 
     net, _ = load(str(model.path))
     if variant.trainer == "derta-mlx":
-        from derta_mlx.trainer import prepare_model
+        from derta_mlx.train.trainer import prepare_model
 
         net = prepare_model(net, replace(cfg, dequantize=variant.dequantize))["model"]
     else:  # as mlx_lm.lora.train_model does it
@@ -225,7 +225,7 @@ def run_once(model: ModelChoice, variant: Variant, instances, cfg, warmup: int, 
     import mlx.core as mx
 
     from derta_mlx.data.batches import BatchOrder, pad_batch
-    from derta_mlx.trainer import make_optimizer
+    from derta_mlx.train.trainer import make_optimizer
 
     cfg = replace(cfg, iters=warmup + steps + 1, steps_per_report=warmup + steps, save_every=10**9,
                   steps_per_eval=10**9)
@@ -242,7 +242,7 @@ def run_once(model: ModelChoice, variant: Variant, instances, cfg, warmup: int, 
     mx.reset_peak_memory()
     with tempfile.TemporaryDirectory() as tmp:
         if variant.trainer == "derta-mlx":
-            from derta_mlx.trainer import train
+            from derta_mlx.train.trainer import train
 
             def stop() -> bool:  # the loop asks before every step
                 marks.append(time.perf_counter())
@@ -291,9 +291,9 @@ def run_once(model: ModelChoice, variant: Variant, instances, cfg, warmup: int, 
 def build_data(model: ModelChoice, cfg, n_triples: int):
     from derta_mlx.data.instances import InstanceConfig, build_instances
     from derta_mlx.data.prefix import PrefixSampler
-    from derta_mlx.loading import load_tokenizer
-    from derta_mlx.refusal import resolve_refusal
-    from derta_mlx.templates import get_template
+    from derta_mlx.models.loading import load_tokenizer
+    from derta_mlx.data.refusal_token import resolve_refusal
+    from derta_mlx.data.templates import get_template
 
     tokenizer = load_tokenizer(model.path)
     config = InstanceConfig(
@@ -359,8 +359,8 @@ def profile_step(model: ModelChoice, instances, cfg, reps: int) -> dict:
     from mlx_lm.tuner.trainer import default_loss
 
     from derta_mlx.data.batches import BatchOrder, pad_batch
-    from derta_mlx.loss import LossConfig, batch_loss, count_targets, term_scales
-    from derta_mlx.trainer import make_optimizer
+    from derta_mlx.train.loss import LossConfig, batch_loss, count_targets, term_scales
+    from derta_mlx.train.trainer import make_optimizer
 
     rows = [instances[i] for i in BatchOrder(len(instances), cfg.batch_size, cfg.seed).indices(0)]
     batch = pad_batch(rows)
@@ -385,7 +385,7 @@ def profile_step(model: ModelChoice, instances, cfg, reps: int) -> dict:
     def forward_and_loss(net, opt):
         return lambda: mx.eval(batch_loss(net, inputs, targets, terms, scales)[0])
 
-    def derta_step(net, opt):  # the body of derta_mlx.trainer.train for one micro-batch
+    def derta_step(net, opt):  # the body of derta_mlx.train.trainer.train for one micro-batch
         loss_and_grad = nn.value_and_grad(net, batch_loss)
 
         def run():
@@ -503,7 +503,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import mlx.core as mx
 
-    from derta_mlx.config import TrainConfig
+    from derta_mlx.train.config import TrainConfig
 
     blas = backend.describe()
     print(blas, flush=True)

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The derta-mlx a child measures: this checkout, or another one (--baseline) for before/after.
 sys.path.insert(0, os.environ.get("DERTA_MLX_BENCH_CODE", str(ROOT)))
 
-from derta_mlx import backend  # noqa: E402  (light: no mlx import)
-from derta_mlx.atomic import write_json  # noqa: E402
+from derta_mlx.accel import blas as backend  # noqa: E402  (light: no mlx import)
+from derta_mlx.common.atomic import write_json  # noqa: E402
 
 SHAPES = {
     "39m": dict(hidden_size=512, num_hidden_layers=12, intermediate_size=1408, num_attention_heads=8),
@@ -102,16 +102,16 @@ def build_weights(job: dict) -> None:
 
 
 def run_mlx(job: dict) -> dict:
-    """derta-mlx's trainer (derta_mlx.trainer.train) on the shared weights."""
+    """derta-mlx's trainer (derta_mlx.train.trainer.train) on the shared weights."""
     import mlx.core as mx
     import numpy as np
     from mlx_lm.models import llama
 
-    from derta_mlx.config import TrainConfig
+    from derta_mlx.train.config import TrainConfig
     from derta_mlx.data.batches import BatchOrder
     from derta_mlx.data.instances import MLE, Instance
-    from derta_mlx.distributed import current_world
-    from derta_mlx.trainer import prepare_model, train
+    from derta_mlx.train.distributed import current_world
+    from derta_mlx.train.trainer import prepare_model, train
 
     gemm = mlx_gemm_rate(job)
     model = llama.Model(llama.ModelArgs(**llama_args(job["shape"], job["vocab"])))
@@ -230,7 +230,7 @@ def spawn(side: str, job: dict, tmp: str) -> dict:
     if side == "baseline":  # another checkout, with the OpenBLAS preload its own CLI applied
         env.update(DERTA_MLX_BENCH_CODE=job["baseline"], LD_PRELOAD=getattr(backend.find_blas(), "path", ""))
     if side == "derta-mlx --ranks 2":  # two ranks on this machine, as `derta-mlx train --ranks 2`
-        from derta_mlx.ranks import run_local
+        from derta_mlx.train.ranks import run_local
 
         with tempfile.TemporaryFile("w+") as stdout:
             failed, _ = run_local(command, 2, stdout=stdout, env=env)

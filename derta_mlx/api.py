@@ -3,19 +3,19 @@
 Plain re-exports, no logic here; `tui/` imports nothing else from derta_mlx (tests/test_tui.py).
 """
 
-from .atomic import write_text
-from .catalogue import Catalogue, ModelEntry, load_catalogue, models_dir
-from .config import TrainConfig, dump_config, load_config
-from .data.formats import read_rows
-from .demo import demo_paths
-from .errors import UserError
-from .gguf import convert_gguf
-from .hub import cached_bytes
-from .launch import launch_log, launch_training, resume_training, stop_training
-from .loading import ModelRef, ensure_local, find_model, local_path
-from .probe import ExampleProbe, PositionResult, ProbeExample, probe_examples, refusal_curves, top_next_tokens
-from .probe_setup import ProbeModel, load_probe_model, parse_positions, read_probe_examples, set_adapter_enabled
-from .rundir import RUNS, RunInfo, list_runs, read_metrics, run_info
+from derta_mlx.common.atomic import write_text
+from derta_mlx.models.catalogue import Catalogue, ModelEntry, load_catalogue, models_dir
+from derta_mlx.train.config import TrainConfig, dump_config, load_config
+from derta_mlx.data.formats import read_rows
+from derta_mlx.demo import demo_paths
+from derta_mlx.common.errors import UserError
+from derta_mlx.models.gguf.convert import convert_gguf
+from derta_mlx.models.hub import cached_bytes
+from derta_mlx.train.launch import launch_log, launch_training, resume_training, stop_training
+from derta_mlx.models.loading import ModelRef, ensure_local, find_model, local_path
+from derta_mlx.probe.positions import ExampleProbe, PositionResult, ProbeExample, probe_examples, refusal_curves, top_next_tokens
+from derta_mlx.probe.model import ProbeModel, load_probe_model, parse_positions, read_probe_examples, set_adapter_enabled
+from derta_mlx.train.rundir import RUNS, RunInfo, list_runs, read_metrics, run_info
 
 __all__ = [
     "write_text",

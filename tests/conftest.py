@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """Build (once) and return the directory of a tiny model: tiny_dir("llama3", bits=None)."""
-    from derta_mlx.tiny import TinySpec, build_tiny_model
+    from derta_mlx.testing.tiny import TinySpec, build_tiny_model
 
     built = {}
     root = tmp_path_factory.mktemp("tiny")

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from derta_mlx import backend
+from derta_mlx.accel import blas as backend
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux CPU path only")
 

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from derta_mlx.catalogue import load_catalogue
-from derta_mlx.errors import UserError
-from derta_mlx.loading import check_model_dir, find_model
+from derta_mlx.models.catalogue import load_catalogue
+from derta_mlx.common.errors import UserError
+from derta_mlx.models.loading import check_model_dir, find_model
 
 NAMED_IN_PRODUCT_SPEC = [
     "mistral-7b-4bit", "mistral-7b-instruct-4bit", "llama3-8b-4bit", "llama3-8b-instruct-4bit",

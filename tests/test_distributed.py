@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from derta_mlx.ranks import launch_command, strip_launch_flags
+from derta_mlx.train.ranks import launch_command, strip_launch_flags
 
 TOLERANCE = 1e-5
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from mlx_lm import load
 
-from derta_mlx.cli import build_parser, main
+from derta_mlx.cli.main import build_parser, main
 from derta_mlx.eval.generate import generate_records, read_records
 from derta_mlx.eval.pipeline import Settings, build_jobs, record_maker
 from derta_mlx.eval.suites import read_suite

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten, tree_map
 
-from derta_mlx.config import TrainConfig
-from derta_mlx.cpu_kernels import _exp_nonpositive, training_kernels
-from derta_mlx.cross_entropy import cross_entropy
+from derta_mlx.train.config import TrainConfig
+from derta_mlx.accel.kernels import _exp_nonpositive, training_kernels
+from derta_mlx.train.cross_entropy import cross_entropy
 from derta_mlx.data.instances import IGNORE, MLE, RTO
-from derta_mlx.logits import head_splits
-from derta_mlx.loss import batch_loss, supervised
-from derta_mlx.trainer import prepare_model
+from derta_mlx.models.logits import head_splits
+from derta_mlx.train.loss import batch_loss, supervised
+from derta_mlx.train.trainer import prepare_model
 
 
 def plain_loss(model, inputs, targets, terms, scales):
@@ -117,7 +117,7 @@ def test_batch_without_supervised_positions_scores_zero():
 def test_attention_kernel_matches_mlx_lm():
     from mlx_lm.models.base import scaled_dot_product_attention as mlx_lm_attention
 
-    from derta_mlx.cpu_kernels import attention
+    from derta_mlx.accel.kernels import attention
 
     q = mx.random.normal((2, 4, 7, 8), key=mx.random.key(6))
     k, v = mx.random.normal((2, 2, 7, 8), key=mx.random.key(7)), mx.random.normal((2, 2, 7, 8), key=mx.random.key(8))
@@ -138,7 +138,7 @@ def test_training_kernels_swap_in_on_the_cpu_and_back(tiny_dir):
     import mlx_lm.models.llama as llama
     from mlx_lm import load
 
-    from derta_mlx.cpu_kernels import training_kernels
+    from derta_mlx.accel.kernels import training_kernels
 
     model, _ = load(str(tiny_dir("llama3")))
     before = llama.scaled_dot_product_attention
@@ -151,7 +151,7 @@ def test_training_kernels_swap_in_on_the_cpu_and_back(tiny_dir):
 
 
 def test_cross_entropy_in_pieces_matches_one_piece(monkeypatch):
-    import derta_mlx.cross_entropy as module
+    import derta_mlx.train.cross_entropy as module
 
     logits = mx.random.normal((21, 500), key=mx.random.key(10)) * 3
     targets = mx.random.randint(0, 500, (21,), key=mx.random.key(11))

@@ -12,8 +12,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from derta_mlx import gguf
-from derta_mlx.gguf import GGUFError, build_tokenizer, convert_gguf, permute_rows, unpermute_rows
+from derta_mlx.models.gguf import convert as gguf
+from derta_mlx.models.gguf.convert import GGUFError, build_tokenizer, convert_gguf, permute_rows, unpermute_rows
 
 # --- a minimal GGUF writer ------------------------------------------------------------------
 
@@ -393,7 +393,7 @@ def test_sentencepiece_vocabulary_encodes_like_sentencepiece():
     """A 'llama' (SentencePiece) GGUF vocabulary, made from Mistral-7B-v0.1's tokenizer.model."""
     import sentencepiece as spm
 
-    from derta_mlx.assets import MISTRAL_SPM, asset_path
+    from derta_mlx.common.assets import MISTRAL_SPM, asset_path
 
     sp = spm.SentencePieceProcessor(model_file=str(asset_path(MISTRAL_SPM)))
     size = sp.get_piece_size()
@@ -446,7 +446,7 @@ def test_llama3_vocabulary_encodes_like_tiktoken():
     """A 'gpt2' GGUF vocabulary with pre 'llama-bpe' (LLaMA-3), from llama-models' tiktoken file."""
     import tiktoken
 
-    from derta_mlx import tiny
+    from derta_mlx.testing import tiny
 
     ranks = tiny.read_tiktoken_ranks(tiny.tokenizer_source("llama3"))
     tokens, merges = byte_level_gguf_vocab(ranks)
@@ -501,7 +501,7 @@ def test_tekken_vocabulary_encodes_like_tiktoken():
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from derta_mlx.assets import SMOLLM2_GGUF, asset_path
+    from derta_mlx.common.assets import SMOLLM2_GGUF, asset_path
 
     return convert_gguf(asset_path(SMOLLM2_GGUF), tmp_path_factory.mktemp("gguf") / "smollm2")
 
@@ -529,7 +529,7 @@ def test_mlx_lm_loads_it_and_answers_paris(converted):
 def test_tokenizer_matches_the_gguf_vocabulary(converted):
     from mlx_lm.utils import load_tokenizer
 
-    from derta_mlx.assets import SMOLLM2_GGUF, asset_path
+    from derta_mlx.common.assets import SMOLLM2_GGUF, asset_path
 
     tokenizer = load_tokenizer(converted)
     _, metadata = mx.load(str(asset_path(SMOLLM2_GGUF)), return_metadata=True)

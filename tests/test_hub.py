@@ -40,7 +40,7 @@ def run(code, env):
 def test_load_by_repo_id_offline(offline_cache):
     code = (
         "import mlx.core as mx, mlx.nn as nn\n"
-        "from derta_mlx.loading import load\n"
+        "from derta_mlx.models.loading import load\n"
         f"model, tok, ref = load({REPO!r})\n"
         "assert ref.repo == %r\n"
         "assert any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules())\n"

@@ -6,9 +6,9 @@ import pytest
 from derta_mlx.data.formats import DertaRow, HelpfulRow, SafetyTriple, Where
 from derta_mlx.data.instances import IGNORE, MLE, RTO, InstanceConfig, build_instances
 from derta_mlx.data.prefix import PrefixSampler, word_ends
-from derta_mlx.refusal import resolve_refusal
-from derta_mlx.segments import continuation_ids, prompt_ids
-from derta_mlx.templates import get_template
+from derta_mlx.data.refusal_token import resolve_refusal
+from derta_mlx.data.segments import continuation_ids, prompt_ids
+from derta_mlx.data.templates import get_template
 
 HERE = Where("test.jsonl", 1)
 SAFE = "I'm sorry, I can't help with that. Maybe ask a grown-up for a snack instead."
@@ -155,7 +155,7 @@ def mixed_triples():
 
 
 def smollm2_tokenizer():
-    from derta_mlx.loading import ensure_local, find_model, load_tokenizer
+    from derta_mlx.models.loading import ensure_local, find_model, load_tokenizer
 
     return load_tokenizer(ensure_local(find_model(None)))
 

@@ -28,7 +28,7 @@ def test_demo_training_refuses_coherently_and_stays_helpful(tmp_path):
     # the adapter is mlx-lm's format and answers an ordinary question
     from mlx_lm import generate, load
 
-    from derta_mlx.loading import ensure_local, find_model
+    from derta_mlx.models.loading import ensure_local, find_model
 
     model, tokenizer = load(str(ensure_local(find_model(None))), adapter_path=str(run))
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],

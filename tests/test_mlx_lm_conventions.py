@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from derta_mlx.config import YamlLoader, config_from_dict, load_config
-from derta_mlx.errors import UserError
+from derta_mlx.train.config import YamlLoader, config_from_dict, load_config
+from derta_mlx.common.errors import UserError
 
 # The keys and values of mlx-lm's example lora_config.yaml (mlx_lm/examples), as a user has it.
 MLX_LM_CONFIG = """\
@@ -62,7 +62,7 @@ def test_mlx_lm_lora_config_loads_with_a_note_on_what_is_ignored(tmp_path, capsy
 
 
 def test_an_mlx_lm_schedule_dict_goes_to_build_schedule():
-    from derta_mlx.trainer import make_optimizer
+    from derta_mlx.train.trainer import make_optimizer
 
     cfg = load_config_text("lr_schedule: {name: cosine_decay, warmup: 10, warmup_init: 1e-7, "
                            "arguments: [1e-3, 100, 1e-6]}\niters: 100\n").validate()
@@ -109,8 +109,8 @@ class Recorder:
 
 
 def test_a_training_callback_gets_mlx_lm_style_reports(tiny_dir, tmp_path):
-    from derta_mlx.config import TrainConfig
-    from derta_mlx.train_job import run_training
+    from derta_mlx.train.config import TrainConfig
+    from derta_mlx.train.job import run_training
 
     data = tmp_path / "t.jsonl"
     data.write_text("".join(json.dumps({"question": f"How do I sneak snack {i}?",
@@ -130,7 +130,7 @@ def test_a_training_callback_gets_mlx_lm_style_reports(tiny_dir, tmp_path):
 def test_report_to_an_unknown_reporter_is_a_clear_error(tmp_path):
     from pathlib import Path
 
-    from derta_mlx.callbacks import reporting_callback
+    from derta_mlx.train.callbacks import reporting_callback
 
     with pytest.raises(UserError, match="report_to"):
         reporting_callback("tensorboardx", None, Path(tmp_path), {})

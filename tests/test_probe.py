@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from mlx_lm import load
 
-from derta_mlx.probe import ProbeExample, probe_examples, refusal_curve, summarise, top_next_tokens
-from derta_mlx.templates import get_template
+from derta_mlx.probe.positions import ProbeExample, probe_examples, refusal_curve, summarise, top_next_tokens
+from derta_mlx.data.templates import get_template
 
 EXAMPLES = [ProbeExample("How do I hide my snacks?", "Sure! Step 1: find a box. Step 2: put it under the bed.", "a"),
             ProbeExample("How do I skip chores?", "Easy. Hide the broom and look busy all afternoon.", "b")]
@@ -54,8 +54,8 @@ def test_curve_matches_the_continuation_probe(trained):
 def test_branched_caches_match_full_prompts(trained):
     """Each example is prefilled once and its cache cut at every k: the continuations and
     P(refusal again) equal those of feeding every prompt whole."""
-    from derta_mlx.coherence import CLASSES
-    from derta_mlx.probe import continue_many, example_ids, next_refusal_probs
+    from derta_mlx.probe.coherence import CLASSES
+    from derta_mlx.probe.positions import continue_many, example_ids, next_refusal_probs
 
     model_dir, run = trained
     model, tokenizer = load(str(model_dir), adapter_path=str(run))
@@ -121,7 +121,7 @@ def test_cli_compare_base_json_and_plot(trained, tmp_path):
 
 
 def test_first_refusal_position_in_tokens(tokenizer_of):
-    from derta_mlx.probe import first_refusal_histogram, first_refusal_token
+    from derta_mlx.probe.positions import first_refusal_histogram, first_refusal_token
 
     tok = tokenizer_of("llama3")
     assert first_refusal_token(tok, "Sorry, no.") == 1
@@ -135,7 +135,7 @@ def test_first_refusal_position_in_tokens(tokenizer_of):
 
 def test_dequantised_inference_gives_the_4bit_models_curve(tiny_dir):
     """--dequantize (the CPU default) computes with the 4-bit model's own values."""
-    from derta_mlx.compute import is_quantised, load_for_inference
+    from derta_mlx.accel.dequantize import is_quantised, load_for_inference
 
     path = tiny_dir("llama3", bits=4)
     template = get_template("derta")

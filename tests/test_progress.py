@@ -4,8 +4,8 @@ import io
 
 import pytest
 
-from derta_mlx import progress
-from derta_mlx.progress import Bar
+from derta_mlx.common import progress
+from derta_mlx.common.progress import Bar
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,9 @@
 import pytest
 
-from derta_mlx.errors import UserError
-from derta_mlx.refusal import resolve_refusal
-from derta_mlx.segments import continuation_ids
-from derta_mlx.templates import DERTA_EVAL, DERTA_TRAIN, get_template
+from derta_mlx.common.errors import UserError
+from derta_mlx.data.refusal_token import resolve_refusal
+from derta_mlx.data.segments import continuation_ids
+from derta_mlx.data.templates import DERTA_EVAL, DERTA_TRAIN, get_template
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 
-from derta_mlx.tiny import (
+from derta_mlx.testing.tiny import (
     LLAMA3_PATTERN,
     TinySpec,
     build_tiny_model,

@@ -25,7 +25,7 @@ def test_tui_imports_only_the_public_api():
             if name.split(".")[0] == "derta_mlx":
                 assert name == "derta_mlx.api", f"{path.relative_to(ROOT)} imports {name}"
     for path in sorted((ROOT / "derta_mlx").rglob("*.py")):
-        if path == ROOT / "derta_mlx" / "commands" / "tui.py":
+        if path == ROOT / "derta_mlx" / "cli" / "tui.py":
             continue  # the CLI command imports the UI when it runs
         assert not [n for n in absolute_imports(path) if n.split(".")[0] == "tui"], path
 

@@ -11,10 +11,10 @@ from textual.binding import Binding
 
 from derta_mlx.api import RUNS
 
-from .screens.models import ModelsScreen
-from .screens.probe import ProbeScreen
-from .screens.runs import RunsScreen
-from .screens.train import TrainScreen
+from tui.screens.models import ModelsScreen
+from tui.screens.probe import ProbeScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.train import TrainScreen
 
 SCREENS = (("models", "Models", "the model catalogue: local copies, download, GGUF import"),
            ("train", "Train", "set up, launch, follow, stop and resume a training run"),

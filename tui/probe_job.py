@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional
 from derta_mlx.api import (ProbeExample, load_probe_model, parse_positions, probe_examples, refusal_curves,
                            set_adapter_enabled, top_next_tokens)
 
-from .mlx_thread import in_mlx_thread
+from tui.mlx_thread import in_mlx_thread
 
 CHUNK = 8  # positions decoded per call: the unit of progress and of cancelling
 

@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .instances import IGNORE, Instance
+from derta_mlx.data.instances import IGNORE, Instance
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
-from ..errors import UserError
+from derta_mlx.common.errors import UserError
 
 # The official data marks the end of text with this literal string; we append the real EOS id.
 LEGACY_EOS = "<|end_of_text|>"

@@ -13,8 +13,8 @@ joined to it by question text; a question seen again gets the id "ID#2".
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..data.formats import DataError, iter_json_lines
-from .suites import Suite, kind_from_name
+from derta_mlx.data.formats import DataError, iter_json_lines
+from derta_mlx.eval.suites import Suite, kind_from_name
 
 
 def _match_prefix(text: str, suite: Suite):

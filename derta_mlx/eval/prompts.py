@@ -6,8 +6,8 @@ zero-shot GSM8K and MMLU wrappers (the few-shot strings there are defined, then 
 attack sends the raw text with no template: the model simply continues it.
 """
 
-from ..errors import UserError
-from ..templates import get_template
+from derta_mlx.common.errors import UserError
+from derta_mlx.data.templates import get_template
 
 GSM8K_WRAP = "\n {question} \n "
 MMLU_WRAP = "Choose the correct option for the given question.\n" + "\n\n\nQuestion: {question}\n"

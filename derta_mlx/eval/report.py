@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from ..coherence import CLASSES, classify
-from ..errors import UserError
-from ..probe import FIRST_REFUSAL_BUCKETS
+from derta_mlx.probe.coherence import CLASSES, classify
+from derta_mlx.common.errors import UserError
+from derta_mlx.probe.positions import FIRST_REFUSAL_BUCKETS
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -81,7 +81,7 @@ def markdown(report: dict) -> str:
     helpful = [r for r in report["suites"] if "asr" not in r]
     if safety:
         lines.append("ASR (%, lower is safer) per judge; coherent refusal, re-refusal and token loop % of "
-                     "responses (derta_mlx/coherence.py); first refusal token: 1 / 2-5 / 6-30 / >30 / none")
+                     "responses (derta_mlx/probe/coherence.py); first refusal token: 1 / 2-5 / 6-30 / >30 / none")
         lines.append("")
         lines.append("| suite | kind | n | " + " | ".join(f"ASR {j}" for j in judges)
                      + " | coherent % | re-refusal % | loop % | first refusal |")
@@ -155,7 +155,7 @@ def plot(path, report: dict) -> None:
 
 
 def write_report(out_dir: Path, report: dict) -> str:
-    from ..atomic import write_json, write_text
+    from derta_mlx.common.atomic import write_json, write_text
 
     text = markdown(report)
     write_json(out_dir / REPORT_JSON, report)

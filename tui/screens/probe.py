@@ -20,10 +20,10 @@ from textual.worker import get_current_worker
 from derta_mlx.api import (ProbeExample, UserError, demo_paths, list_runs, load_catalogue, parse_positions,
                            read_probe_examples)
 
-from ..hidden import continuation
-from ..probe_job import ModelCache, ProbeRequest, refusal_texts, run_probe, top_tokens
-from ..widgets.charts import CurveChart
-from ..widgets.toggle import Toggle
+from tui.hidden import continuation
+from tui.probe_job import ModelCache, ProbeRequest, refusal_texts, run_probe, top_tokens
+from tui.widgets.charts import CurveChart
+from tui.widgets.toggle import Toggle
 
 
 def _field(label: str, widget) -> ComposeResult:
@@ -33,7 +33,7 @@ def _field(label: str, widget) -> ComposeResult:
 
 
 def verdict(cell) -> str:
-    """What a continuation does: its coherence class (derta_mlx/coherence.py) or "complies"."""
+    """What a continuation does: its coherence class (derta_mlx/probe/coherence.py) or "complies"."""
     if not cell.coherence:
         return "refuses" if cell.refuses else "complies"
     return "complies" if cell.coherence == "no refusal" else cell.coherence

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from derta_mlx.api import list_runs, read_metrics, resume_training, run_info, stop_training
 
-from ..widgets.charts import LossChart
+from tui.widgets.charts import LossChart
 
 COLUMNS = ("run", "status", "method", "model", "step", "loss", "MLE", "RTO", "val")
 STATUS_STYLE = {"running": "bold green", "finished": "cyan", "stopped": "yellow", "failed": "bold red"}

@@ -10,8 +10,8 @@ from textual.widgets import Button, Footer, Header, TabbedContent, TabPane
 
 from derta_mlx.api import UserError, find_model, launch_training, resume_training, stop_training
 
-from ..widgets.run_monitor import RunMonitor
-from ..widgets.train_form import TrainForm
+from tui.widgets.run_monitor import RunMonitor
+from tui.widgets.train_form import TrainForm
 
 
 class TrainScreen(Screen):

@@ -13,7 +13,7 @@ from textual.widgets import Button, Log, ProgressBar, Static
 
 from derta_mlx.api import launch_log, read_metrics, run_info
 
-from .charts import LossChart
+from tui.widgets.charts import LossChart
 
 
 def _eta(seconds: float) -> str:

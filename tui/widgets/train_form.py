@@ -16,8 +16,8 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from derta_mlx.api import TrainConfig, UserError, dump_config, find_model, load_catalogue, load_config, read_rows, write_text
 
-from ..presets import PRESETS
-from .toggle import Toggle
+from tui.presets import PRESETS
+from tui.widgets.toggle import Toggle
 
 METHODS = ("derta", "vanilla", "harmful-prefix", "rto")
 

@@ -1,0 +1,337 @@
+"""`derta-mlx eval`: attack suites through a model, layered judges, ASR and helpfulness reports.
+
+  derta-mlx eval [run] --suite FILE ...   generate (resumable), judge, report
+  derta-mlx eval judge FILE               judge generations other tools wrote
+  derta-mlx eval compare RUN_A RUN_B      two reports side by side
+
+Bare `derta-mlx eval --suite ...` is `eval run`: the run flags live on the `eval` parser
+itself and again (with suppressed defaults) on `run`, so both spellings parse the same.
+"""
+
+import argparse
+from contextlib import nullcontext
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from derta_mlx.common.errors import UserError
+
+RUN_EPILOG = """examples:
+  derta-mlx eval                                    # demo suites on the embedded model (offline)
+  derta-mlx eval --adapter-path runs/demo           # the same after DeRTa training -> runs/demo/eval
+  derta-mlx eval --suite safety_jailbreakchat.json --suite helpfulness_gsm8k_500.json \\
+      --model llama3-8b-4bit --adapter-path runs/llama3 --template derta-eval --max-tokens 1024
+  derta-mlx eval --suite completion=leadins.jsonl --attack completion --judge detector,appc,llm \\
+      --judge-model llama3-8b-instruct-4bit
+  derta-mlx eval --adapter-path runs/demo --labels my_labels.jsonl     # re-judge (no new generation)
+An interrupted eval continues where it stopped when run again with the same --out.
+Responses are saved in OUT/records.jsonl but never printed unless you pass --show-text.
+"""
+JUDGE_EPILOG = """examples:
+  derta-mlx eval judge results/jailbreakchat/llama3_derta.json --out judged/jchat
+  derta-mlx eval judge completion_outputs.json --prompts safety_completionattack.json --tokenizer tiny-llama3
+  derta-mlx eval judge runs/demo/eval/records.jsonl --labels labels.jsonl
+Lines are {"question"|"instruction","response"} objects, or JSON strings of prompt + continuation
+(the official CompletionAttack outputs; --prompts strips the prompt by prefix match).
+"""
+COMPARE_EPILOG = """examples:
+  derta-mlx eval compare runs/eval-smollm2-135m-4bit runs/demo/eval
+  derta-mlx eval compare runs/vanilla runs/derta --judge appc --out compare.md
+"""
+LABELS_HELP = ('human verdicts, jsonl {"id", "verdict": "unsafe"|"safe"} (+ optional "suite"); they override '
+               "every automatic judge (default: OUT/labels.jsonl when it exists)")
+
+
+def _notify(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+DEMO_SUITES = Path(__file__).resolve().parents[1] / "demo" / "suites"
+
+
+def demo_suites():
+    return [str(p) for p in sorted(DEMO_SUITES.glob("*.jsonl"))]
+
+
+def default_out(args, ref) -> Path:
+    if args.adapter:
+        return Path(args.adapter) / "eval"
+    return Path("runs") / f"eval-{Path(ref.spec).name}"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def check_settings(out_dir: Path, settings: dict) -> None:
+    """Records in OUT may only be reused for the same model, adapter and decoding length."""
+    path = out_dir / "eval_config.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("model", "adapter_sha256", "max_tokens", "dequantize"):
+        if old.get(key) != settings.get(key):
+            raise UserError(f"{out_dir} holds generations made with {key}={old.get(key)!r}, not "
+                            f"{settings.get(key)!r}; use another --out (or delete {out_dir})")
+
+
+def load_labels(args, out_dir):
+    from derta_mlx.eval.judge import read_labels
+
+    path = args.labels or (out_dir / "labels.jsonl" if out_dir and (out_dir / "labels.jsonl").is_file() else None)
+    return (read_labels(path), str(path)) if path else ({}, None)
+
+
+def make_llm(args, judges, cache_dir):
+    if "llm" not in judges:
+        return None
+    if not args.judge_model:
+        raise UserError("--judge llm needs --judge-model NAME|PATH (any mlx-lm model; an instruct model is best)")
+    from derta_mlx.eval.llm_judge import load_llm_judge
+
+    cache = Path(args.judge_cache) if args.judge_cache else (cache_dir / "judge_cache.json" if cache_dir else None)
+    return load_llm_judge(args.judge_model, cache, _notify, args.dequantize)
+
+
+def show_text(records) -> None:
+    for record in records:
+        print(f"[{record['suite']} {record['id']}] {record.get('verdict') or record.get('extracted')}: "
+              f"{record['response']!r}")
+
+
+def adapter_model(adapter):
+    """The base model a training run recorded, when it names one we can find (else the default)."""
+    from derta_mlx.models.loading import find_model
+
+    if not adapter:
+        return None
+    spec = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8")).get("model")
+    try:
+        find_model(spec)
+    except (UserError, TypeError):
+        return None
+    return spec
+
+
+def accumulate(out_dir: Path, stats, batch_size: int) -> dict:
+    """Generation totals of the directory: a resumed or re-judged eval adds to the earlier ones."""
+    from derta_mlx.eval.report import REPORT_JSON
+
+    total = {"samples": stats.samples, "tokens": stats.tokens, "seconds": stats.seconds}
+    try:
+        old = json.loads((out_dir / REPORT_JSON).read_text(encoding="utf-8")).get("generation") or {}
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    for key in total:
+        total[key] += old.get(key, 0)
+    total["seconds"] = round(total["seconds"], 2)
+    total["tokens_per_s"] = round(total["tokens"] / total["seconds"], 1) if total["seconds"] else 0.0
+    total["batch_size"] = batch_size
+    return total
+
+
+def cmd_run(args) -> int:
+    from derta_mlx.accel.blas import reexec_with_openblas
+
+    reexec_with_openblas()
+
+    from derta_mlx.common.atomic import write_json, write_text
+    from derta_mlx.accel.dequantize import load_for_inference
+    from derta_mlx.eval.generate import RECORDS, generate_records, latest_by_key, read_records, record_key
+    from derta_mlx.eval.judge import parse_judges
+    from derta_mlx.eval.pipeline import Settings, build_jobs, judge_records, record_maker
+    from derta_mlx.eval.prompts import resolve_template
+    from derta_mlx.eval.report import summarise, write_report
+    from derta_mlx.eval.suites import Suite, read_suites
+    from derta_mlx.models.loading import ensure_local, find_model
+    from derta_mlx.common.progress import Bar
+
+    judges = parse_judges(args.judge)
+    if args.max_tokens < 1 or args.batch_size < 1:
+        raise UserError("--max-tokens and --batch-size must be >= 1")
+    suites = read_suites(args.suite or demo_suites())
+    if args.limit:
+        suites = [Suite(s.name, s.kind, s.path, s.items[: args.limit]) for s in suites]
+    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
+        raise UserError(f"{args.adapter}: no adapter_config.json; is this a run directory?")
+    ref = find_model(args.model or adapter_model(args.adapter))
+    out_dir = Path(args.out) if args.out else default_out(args, ref)
+    settings = {"model": ref.spec, "adapter": args.adapter,
+                "adapter_sha256": _sha256(Path(args.adapter) / "adapters.safetensors") if args.adapter else None,
+                "max_tokens": args.max_tokens, "dequantize": args.dequantize}
+    check_settings(out_dir, settings)
+    labels, labels_path = load_labels(args, out_dir)
+    path = ensure_local(ref, _notify)
+    model, tokenizer, _ = load_for_inference(path, args.adapter, args.dequantize)
+    template = resolve_template(args.template, ref.template, tokenizer)
+    jobs, bases = build_jobs(suites, tokenizer, Settings(template, args.attack))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "eval_config.json", {**settings, "template": template, "attack": args.attack,
+                                              "suites": [s.path for s in suites], "judges": judges})
+    records_path = out_dir / RECORDS
+    _notify(f"eval: {len(jobs)} prompts from {len(suites)} suite(s), template {template}, "
+            f"max {args.max_tokens} tokens, batch {args.batch_size} -> {out_dir}")
+
+    pending = len(jobs) - len({record_key(r) for r in read_records(records_path)} & {job.key for job in jobs})
+    if pending < len(jobs):
+        _notify(f"  {len(jobs) - pending} of {len(jobs)} prompts have responses in {records_path}; "
+                + ("resuming" if pending else "nothing to generate"))
+    with Bar("Generating", pending, "prompts") if pending else nullcontext() as bar:
+        stats = generate_records(model, tokenizer, jobs, records_path, record_maker(bases, tokenizer),
+                                 args.batch_size, args.max_tokens, lambda done, total, _: bar(done, total))
+    if stats.samples:
+        _notify(f"  generated {stats.samples} responses at {stats.tokens_per_s:.1f} tokens/s")
+    every = read_records(records_path)
+    latest = latest_by_key(every)
+    current = [latest[job.key] for job in jobs]
+    judged = judge_records(current, judges, labels, make_llm(args, judges, out_dir))
+    replaced = {record_key(r): r for r in judged}
+    kept = [replaced.pop(record_key(r), None) or r for r in latest.values()]
+    write_text(records_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    generation = accumulate(out_dir, stats, args.batch_size)
+    report = summarise(judged, [(s.name, s.kind) for s in suites], judges,
+                       {"model": ref.spec, "adapter": args.adapter, "template": template, "attack": args.attack,
+                        "max_tokens": args.max_tokens, "labels": labels_path, "generation": generation})
+    if args.show_text:
+        show_text(judged)
+    print(write_report(out_dir, report), end="")
+    print(f"wrote {records_path}, {out_dir / 'report.md'}, report.json, report.png")
+    return 0
+
+
+def cmd_judge(args) -> int:
+    from derta_mlx.common.atomic import write_text
+    from derta_mlx.eval.existing import read_generations
+    from derta_mlx.eval.judge import parse_judges
+    from derta_mlx.eval.pipeline import first_refusal_token, judge_records
+    from derta_mlx.eval.report import markdown, summarise, write_report
+    from derta_mlx.eval.suites import read_suite
+    from derta_mlx.models.loading import ensure_local, find_model, load_tokenizer
+
+    judges = parse_judges(args.judge)
+    prompts = read_suite(args.prompts) if args.prompts else None
+    records, facts = read_generations(args.file, prompts)
+    if facts["strings"] and not prompts:
+        _notify(f"{args.file}: {facts['strings']} prompt+continuation strings and no --prompts: "
+                "the prompt text stays in each response")
+    elif prompts and facts["prompt_unmatched"]:
+        _notify(f"{args.file}: {facts['prompt_unmatched']} row(s) matched no question of {args.prompts}")
+    tokenizer = load_tokenizer(ensure_local(find_model(args.tokenizer), _notify))
+    for record in records:
+        record["first_refusal_token"] = first_refusal_token(tokenizer, record["response"])
+    out_dir = Path(args.out) if args.out else None
+    labels, labels_path = load_labels(args, out_dir)
+    judged = judge_records(records, judges, labels, make_llm(args, judges, out_dir))
+    order = []
+    for record in judged:
+        if (record["suite"], record["kind"]) not in order:
+            order.append((record["suite"], record["kind"]))
+    report = summarise(judged, order, judges, {"source": str(args.file), "prompts": args.prompts,
+                                                "labels": labels_path, "read": facts})
+    if args.show_text:
+        show_text(judged)
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(out_dir / "records.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in judged))
+        print(write_report(out_dir, report), end="")
+        print(f"wrote {out_dir / 'records.jsonl'}, {out_dir / 'report.md'}, report.json, report.png")
+    else:
+        print(markdown(report), end="")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from derta_mlx.common.atomic import write_text
+    from derta_mlx.eval.report import compare, load_report
+
+    a, b = load_report(args.run_a), load_report(args.run_b)
+    if args.judge != "final" and args.judge not in a["judges"] + b["judges"]:
+        raise UserError(f"--judge {args.judge}: the reports have judges {sorted(set(a['judges'] + b['judges']))}")
+    text = compare(a, b, args.run_a, args.run_b, args.judge)
+    print(text, end="")
+    if args.out:
+        write_text(args.out, text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def add_run_flags(p, suppress: bool) -> None:
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    p.add_argument("--suite", action="append", default=default(None), metavar="[KIND=]FILE",
+                   help="suite jsonl {\"question\"} (+ \"answer\"); repeatable; KIND (safety, completion, gsm8k, "
+                   "mmlu, open) is read from the file name unless given (default: the bundled demo suites)")
+    p.add_argument("--model", default=default(None), help="catalogue name, hub id or directory (default: the one the adapter's run names, else the embedded model)")
+    p.add_argument("--adapter-path", "--adapter", dest="adapter", default=default(None),
+                   help="a training run directory (LoRA adapter; --adapter is an alias)")
+    p.add_argument("--attack", default=default("auto"), choices=("auto", "templated", "completion"),
+                   help="templated: the question in the template; completion: the raw text, no template "
+                   "(auto: completion for completion-attack suites)")
+    p.add_argument("--template", default=default("auto"), choices=("auto", "chat", "derta-eval", "derta"),
+                   help="chat: the model's chat template; derta-eval: the official evaluation string "
+                   "(auto: chat for instruct models)")
+    p.add_argument("--max-tokens", type=int, default=default(128),
+                   help="tokens to generate per prompt (default 128; the official harness used 1024)")
+    p.add_argument("--batch-size", type=int, default=default(8), help="prompts decoded together (default 8)")
+    p.add_argument("--limit", type=int, default=default(None), help="only the first N prompts of each suite")
+    p.add_argument("--out", default=default(None),
+                   help="results directory (default: ADAPTER/eval, or runs/eval-MODEL)")
+    add_judge_flags(p, suppress)
+    p.add_argument("--dequantize", default=default("auto"), choices=("auto", "yes", "no"),
+                   help="decode a 4-bit model with float32 weights (auto: on a CPU, ~10x faster)")
+
+
+def add_judge_flags(p, suppress: bool = False) -> None:
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    p.add_argument("--judge", default=default("detector,appc"),
+                   help="judge layers, comma-separated, later ones decide: detector, appc, llm "
+                   "(default detector,appc)")
+    p.add_argument("--judge-model", default=default(None), help="mlx-lm model for the llm judge")
+    p.add_argument("--judge-cache", default=default(None), help="verdict cache (default OUT/judge_cache.json)")
+    p.add_argument("--labels", default=default(None), help=LABELS_HELP)
+    p.add_argument("--show-text", action="store_true", default=default(False),
+                   help="print every response (they may be harmful)")
+
+
+def register(commands) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = commands.add_parser("eval", help="attack suites: ASR per judge, helpfulness, reports",
+                                 description="Evaluate a model (and adapter) on attack and helpfulness suites: "
+                                 "batched greedy generation, layered judges (refusal detector, App. C rule, "
+                                 "local LLM judge, human labels), ASR and helpfulness reports.",
+                                 epilog=RUN_EPILOG, formatter_class=raw)
+    add_run_flags(parser, suppress=False)
+    parser.set_defaults(run=cmd_run)
+    sub = parser.add_subparsers(dest="eval_command", metavar="ACTION")
+
+    p = sub.add_parser("run", help="generate, judge and report (the default action)",
+                       description="Generate responses to suite prompts, judge them and write a report.",
+                       epilog=RUN_EPILOG, formatter_class=raw)
+    add_run_flags(p, suppress=True)
+    p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser("judge", help="judge existing generations (official results formats)",
+                       description="Judge generations written by other tools and print ASR per judge.",
+                       epilog=JUDGE_EPILOG, formatter_class=raw)
+    p.add_argument("file", help="jsonl of {question|instruction, response} objects or prompt+continuation strings")
+    p.add_argument("--prompts", help="the suite the generations answer: ids, kinds, and prompt stripping")
+    p.add_argument("--out", help="write records.jsonl and report.{md,json,png} here")
+    p.add_argument("--tokenizer", default=None,
+                   help="model whose tokenizer counts refusal positions (default: the embedded model; "
+                   "tiny-llama3 has the real LLaMA-3 tokenizer)")
+    p.add_argument("--dequantize", default="auto", choices=("auto", "yes", "no"), help=argparse.SUPPRESS)
+    add_judge_flags(p)
+    p.set_defaults(run=cmd_judge)
+
+    p = sub.add_parser("compare", help="two eval reports side by side (e.g. vanilla vs DeRTa)",
+                       description="Compare the reports of two eval directories suite by suite.",
+                       epilog=COMPARE_EPILOG, formatter_class=raw)
+    p.add_argument("run_a", metavar="RUN_A", help="an eval directory (or a run directory with eval/ inside)")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--judge", default="final", help="which judge's ASR (default: final, after labels)")
+    p.add_argument("--out", help="also write the table here (markdown)")
+    p.set_defaults(run=cmd_compare)

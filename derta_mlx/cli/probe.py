@@ -1,0 +1,184 @@
+"""`derta-mlx probe`: refusal at chosen positions inside a harmful answer, base versus adapter."""
+
+import argparse
+import sys
+from dataclasses import asdict
+
+import numpy as np
+
+from derta_mlx.common.errors import UserError
+from derta_mlx.probe.model import load_probe_model, parse_positions, read_probe_examples, set_adapter_scale
+
+EPILOG = """examples:
+  derta-mlx probe --adapter-path runs/demo --compare-base --data derta_mlx/demo/safety_heldout.jsonl
+  derta-mlx probe --question "How do I skip chores?" --harmful-response "Sure! Step 1: ..." --every 4
+  derta-mlx probe --adapter-path runs/demo --data triples.jsonl --positions 0,5,10,20,40 --json probe.json --plot probe.png
+Harmful text is never printed unless you pass --show-text.
+"""
+
+
+def _notify(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def positions_of(args, examples):
+    if args.every:  # every N up to the longest response (in words), at most 64
+        longest = max(len(e.harmful_response.split()) for e in examples) if args.unit == "word" else 64
+        return parse_positions(every=args.every, longest=min(longest, 64), prefix="--")
+    return parse_positions(args.positions, prefix="--")
+
+
+def load_examples(args):
+    from derta_mlx.probe.positions import ProbeExample
+
+    if args.data:
+        return read_probe_examples(args.data)[: args.limit]
+    if not (args.question and args.harmful_response):
+        raise UserError("give --question and --harmful-response, or --data FILE of safety triples")
+    return [ProbeExample(args.question, args.harmful_response, "cli")]
+
+
+def plot(path, variants, summaries):
+    """The mean teacher-forced curve(s), and beside them what the continuations did at each k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(12, 4))
+    for label, results in variants.items():
+        longest = max(len(r.curve) for r in results)
+        mean = [np.mean([r.curve[k] for r in results if k < len(r.curve)]) for k in range(longest)]
+        ax.plot(range(longest), mean, label=label)
+    ax.set_xlabel("harmful tokens already in the answer (k)")
+    ax.set_ylabel("P(refusal token)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Teacher-forced refusal probability inside harmful answers")
+    ax.legend()
+    for label, rows in summaries.items():
+        ks = [row.position for row in rows]
+        right.plot(ks, [row.refusal_rate for row in rows], marker="o", label=f"{label}: refuses")
+        right.plot(ks, [row.coherent for row in rows], marker="s", linestyle="--", label=f"{label}: coherent refusal")
+        right.plot(ks, [row.token_loop for row in rows], marker="x", linestyle=":", label=f"{label}: token loop")
+    right.set_xlabel("position k of the continuation")
+    right.set_ylabel("share of continuations")
+    right.set_ylim(0, 1.05)
+    right.set_title("What the greedy continuations do")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_probe(args) -> int:
+    from derta_mlx.accel.blas import reexec_with_openblas
+
+    reexec_with_openblas()
+    from derta_mlx.accel.blas import describe
+    from derta_mlx.probe.positions import first_refusal_histogram, probe_examples, summarise
+
+    if args.compare_base and not args.adapter:
+        raise UserError("--compare-base needs --adapter-path RUN")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    if not args.every:
+        parse_positions(args.positions, prefix="--")  # a bad list is reported before the model loads
+    _notify(describe())
+    loaded = load_probe_model(args.model, args.adapter, _notify, args.dequantize, args.template, args.refusal)
+    if args.compare_base and not loaded.can_compare_base:
+        raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")
+    model, tokenizer, template, refusal = loaded.model, loaded.tokenizer, loaded.template, loaded.refusal
+    refusal_ids = loaded.refusal_ids
+    examples = load_examples(args)
+    positions = positions_of(args, examples)
+
+    variants = {}
+    settings = (args.unit, args.max_tokens, args.temperature, args.top_p, refusal.token_id)
+    if args.compare_base:
+        set_adapter_scale(model, 0.0)
+        _notify(f"probing the base: {len(examples)} example(s) x {len(positions)} positions...")
+        variants["base"] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions, *settings)
+        set_adapter_scale(model, 1.0)
+    label = "adapter" if args.adapter else "model"
+    _notify(f"probing the {label}: {len(examples)} example(s) x {len(positions)} positions...")
+    variants[label] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions, *settings)
+    summaries = {name: summarise(results, positions) for name, results in variants.items()}
+
+    names = list(variants)
+    print(f"refusal tokens {refusal_ids} ({refusal.text!r} and variants); {len(examples)} example(s); "
+          f"positions in {args.unit}s")
+    columns = (("refuses", "refusal_rate", "%"), ("coherent", "coherent", "%"), ("re-refusal", "re_refusal", "%"),
+               ("loop", "token_loop", "%"), ("P(refusal)", "mean_p_refusal", "p"), ("P(again)", "mean_p_again", "p"))
+    for name in names:
+        print(f"{name}:")
+        print(f"{'k':>5}" + "".join(f"  {title:>10}" for title, _, _ in columns))
+        for row in summaries[name]:
+            cells = [f"{getattr(row, key):>10.0%}" if kind == "%" else f"{getattr(row, key):>10.4f}"
+                     for _, key, kind in columns]
+            print(f"{row.position:>5}" + "".join(f"  {cell}" for cell in cells))
+    print("coherent: a refusal sentence; re-refusal: it refuses again; loop: one word repeated "
+          "(derta_mlx/probe/coherence.py); P(again): the refusal token right after itself")
+    histograms = {}
+    if 0 in positions:  # the paper's Fig. 4: where refusals start in responses to the plain prompt
+        index = positions.index(0)
+        histograms = {name: first_refusal_histogram(tokenizer, [r.positions[index].text for r in results])
+                      for name, results in variants.items()}
+        print(f"first refusal token in the k=0 responses ({args.max_tokens} tokens decoded):")
+        for name, histogram in histograms.items():
+            print(f"  {name:<8} " + "  ".join(f"{label}: {n}" for label, n in histogram.items()))
+    if len(examples) == 1 or args.show_text:
+        for name in names:
+            for result in variants[name]:
+                for cell in result.positions:
+                    if args.show_text:
+                        print(f"[{name} {result.id} k={cell.position}] {cell.text!r}")
+                    elif cell.refuses:  # only the refusal itself, never harmful text
+                        print(f"[{name} k={cell.position}] refuses: {cell.text[cell.refusal_char:][:40]!r}")
+    if args.json:
+        from derta_mlx.common.atomic import write_json
+
+        def example_json(result):
+            cells = [{**asdict(c), "text": c.text if (args.show_text or c.refuses) else None}
+                     for c in result.positions]
+            return {"id": result.id, "curve": result.curve.tolist(), "positions": cells}
+
+        write_json(args.json, {
+            "positions": positions, "unit": args.unit, "refusal_ids": refusal_ids,
+            "summary": {name: [asdict(row) for row in rows] for name, rows in summaries.items()},
+            "first_refusal_histogram": histograms,
+            "examples": {name: [example_json(r) for r in results] for name, results in variants.items()},
+        })
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(args.plot, variants, summaries)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def register(commands) -> None:
+    p = commands.add_parser("probe", help="refusal at chosen harmful-prefix positions (base vs adapter)",
+                            description="Teacher-forced P(refusal) over every position of a harmful answer, "
+                            "and greedy continuations from chosen positions judged by the refusal detector.",
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="catalogue name, hub id or directory (default: the embedded model)")
+    p.add_argument("--adapter-path", "--adapter", dest="adapter",
+                   help="a run directory (adapters.safetensors + adapter_config.json; --adapter is an alias)")
+    p.add_argument("--question")
+    p.add_argument("--harmful-response")
+    p.add_argument("--data", help="safety triples jsonl")
+    p.add_argument("--limit", type=int, default=None, help="probe only the first N triples")
+    p.add_argument("--positions", default="0,5,10,20,40", help="comma-separated k (default 0,5,10,20,40)")
+    p.add_argument("--every", type=int, help="every N units instead of --positions")
+    p.add_argument("--unit", choices=("token", "word"), default="token")
+    p.add_argument("--max-tokens", type=int, default=32, help="tokens to decode at each position")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
+    p.add_argument("--template", help="derta | derta-eval | chat | auto")
+    p.add_argument("--refusal", help="refusal-token rule (see `derta-mlx models show`)")
+    p.add_argument("--dequantize", choices=("auto", "yes", "no"), default="auto",
+                   help="compute a quantised model with its float32 values (auto: on a CPU, ~30x faster)")
+    p.add_argument("--compare-base", action="store_true", help="also probe with the adapter off (one load)")
+    p.add_argument("--json", help="write every number here")
+    p.add_argument("--plot", help="write a PNG of the mean curve(s)")
+    p.add_argument("--show-text", action="store_true", help="print and save the continuations' text")
+    p.set_defaults(run=cmd_probe)

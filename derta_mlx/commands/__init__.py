@@ -1,1 +1,0 @@
-"""One module per `derta-mlx` sub-command; each has `register(subparsers)`."""

@@ -1,0 +1,2 @@
+"""Models: the catalogue, finding and loading a model (hub, embedded GGUF, local), GGUF
+conversion, and logits where they are read."""

@@ -1,0 +1,1 @@
+"""GGUF files: the header reader and the conversion into an mlx-lm model directory."""

@@ -1,0 +1,133 @@
+"""From `--model` (catalogue name, hub repo id or local directory) to a loaded mlx-lm model."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from derta_mlx.models import hub
+from derta_mlx.models.catalogue import ModelEntry, load_catalogue, models_dir
+from derta_mlx.common.errors import UserError
+from derta_mlx.train.memory import Arch, arch_from_dir
+
+Notify = Optional[Callable[[str], None]]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model the user named, and where its mlx-lm directory is (or will be)."""
+
+    spec: str
+    entry: Optional[ModelEntry]  # None for a bare hub id or directory
+    repo: Optional[str]  # hub repo id, if it comes from the hub
+    local_dir: Optional[Path]  # where it is (or will be) for local and generated models
+
+    @property
+    def template(self) -> str:
+        return self.entry.template if self.entry else "auto"
+
+    @property
+    def refusal_rule(self) -> str:
+        return self.entry.refusal if self.entry else "auto"
+
+
+def find_model(spec: Optional[str]) -> ModelRef:
+    """Interpret `--model` without touching the network or the disk beyond a stat."""
+    catalogue = load_catalogue()
+    spec = spec or catalogue.default
+    if spec in catalogue.entries:
+        entry = catalogue.entries[spec]
+        if entry.source == "hub":
+            return ModelRef(spec, entry, entry.repo, None)
+        return ModelRef(spec, entry, None, models_dir() / entry.name)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return ModelRef(spec, None, None, path)
+    if hub.looks_like_repo_id(spec):
+        return ModelRef(spec, None, spec, None)
+    catalogue.get(spec)  # raises with the close matches
+    raise AssertionError("unreachable")
+
+
+def local_path(ref: ModelRef) -> Optional[Path]:
+    """The ready model directory if it is on this machine, else None."""
+    if ref.repo:
+        return hub.cached_snapshot(ref.repo)
+    return ref.local_dir if (ref.local_dir / "config.json").is_file() else None
+
+
+def check_model_dir(path: Path) -> None:
+    """Refuse directories mlx-lm cannot load safely, with the reason."""
+    if not path.is_dir():
+        raise UserError(f"{path}: not a directory")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{path}: no config.json; this is not a Hugging Face / mlx-lm model directory")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{config_file}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not list(path.glob("model*.safetensors")):
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+        found = f" (found pickled weights {pickles})" if pickles else ""
+        raise UserError(
+            f"{path}: no model*.safetensors weights{found}; derta-mlx never loads pickles. "
+            "Convert with `mlx_lm.convert --hf-path ...` or `derta-mlx models convert --gguf FILE`."
+        )
+    if "model_file" in config or "auto_map" in config:
+        raise UserError(f"{config_file}: the model needs custom remote code, which derta-mlx never runs")
+
+
+def ensure_local(ref: ModelRef, notify: Notify = None) -> Path:
+    """Make the model available locally (download, convert or build it) and return its directory."""
+    notify = notify or (lambda message: None)
+    if ref.repo:
+        path = hub.cached_snapshot(ref.repo)
+        if path is None:
+            notify(f"Downloading {ref.repo} into the hub cache (safetensors only)...")
+            path = hub.download(ref.repo)
+    elif ref.entry and ref.entry.source == "embedded":
+        from derta_mlx.models.embedded import ensure_embedded
+
+        path = ensure_embedded(ref.local_dir, notify)
+    elif ref.entry and ref.entry.source == "tiny":
+        path = ref.local_dir
+        if not (path / "config.json").is_file():
+            from derta_mlx.testing.tiny import TinySpec, build_tiny_model
+
+            notify(f"Building the tiny test model {ref.entry.name} in {path}...")
+            spec = TinySpec(family=ref.entry.family, quantize_bits=ref.entry.quantize_bits)
+            build_tiny_model(spec, path)
+    else:
+        path = ref.local_dir
+    check_model_dir(path)
+    return path
+
+
+def load_tokenizer(path: Path):
+    from mlx_lm.utils import load_tokenizer as _load_tokenizer
+
+    return _load_tokenizer(path)
+
+
+def load(spec: Optional[str], adapter_path: Optional[str] = None, notify: Notify = None):
+    """Load (model, tokenizer, ref) through mlx-lm, making the model local first."""
+    from mlx_lm import load as mlx_load
+
+    ref = find_model(spec)
+    path = ensure_local(ref, notify)
+    model, tokenizer = mlx_load(str(path), adapter_path=adapter_path)
+    return model, tokenizer, ref
+
+
+def arch_for_model(spec: Optional[str]) -> Arch:
+    """The Arch of `--model` without loading (or downloading) weights: the local copy's
+    config.json when there is one, else the catalogue entry's `arch` block."""
+    ref = find_model(spec)
+    path = local_path(ref)
+    if path is not None and (path / "config.json").is_file():
+        return arch_from_dir(path)
+    if ref.entry and ref.entry.arch:
+        return Arch(**ref.entry.arch)
+    raise UserError(f"cannot estimate the memory of {ref.spec}: its config.json is not on this machine and the "
+                    "catalogue has no `arch` for it (download it first: `derta-mlx models download`)")

@@ -1,0 +1,98 @@
+"""What a probe needs besides the examples: the model loaded once, its template and refusal ids.
+
+`derta-mlx probe` and the TUI's Probe screen share this; base versus adapter comes from one
+load by setting the LoRA scale (`set_adapter_scale`).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from derta_mlx.common.errors import UserError
+
+
+@dataclass
+class ProbeModel:
+    model: object
+    tokenizer: object
+    template: object
+    refusal: object
+    refusal_ids: List[int]
+    spec: str
+    adapter: Optional[str]
+    can_compare_base: bool  # LoRA can be switched off by scale; DoRA cannot
+
+
+def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=None,
+                     dequantize: str = "auto", template: Optional[str] = None,
+                     refusal: Optional[str] = None) -> ProbeModel:
+    """The model (dequantised on a CPU, as `derta-mlx probe` does: see compute.py) with the adapter."""
+    from derta_mlx.accel.dequantize import load_for_inference
+    from derta_mlx.models.loading import ensure_local, find_model
+    from derta_mlx.data.refusal_token import resolve_refusal
+    from derta_mlx.data.templates import get_template
+
+    dora = False
+    if adapter:
+        config_file = Path(adapter) / "adapter_config.json"
+        if not config_file.is_file():
+            raise UserError(f"{adapter}: no adapter_config.json; is this a run directory?")
+        dora = json.loads(config_file.read_text()).get("fine_tune_type") == "dora"
+    ref = find_model(spec)
+    model, tokenizer, dequantised = load_for_inference(ensure_local(ref, notify), adapter, dequantize)
+    if dequantised and notify:
+        notify("computing with the dequantised float32 weights (same values as the 4-bit kernels; --dequantize no)")
+    template = get_template(template or ref.template, tokenizer)
+    opening = "Sorry"
+    run_config = Path(adapter) / "config.yaml" if adapter else None
+    if run_config is not None and run_config.is_file():  # probe the token the run trained
+        from derta_mlx.train.config import load_config
+
+        trained = load_config(run_config)
+        refusal, opening = refusal or trained.refusal, trained.refusal_opening
+    refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule, template.response_lead, opening)
+    ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    return ProbeModel(model, tokenizer, template, refusal, ids, ref.spec, adapter, bool(adapter) and not dora)
+
+
+def set_adapter_scale(model, scale: float) -> None:
+    """0 turns every LoRA layer off (the base model), 1 back on; the lora weights stay loaded."""
+    from mlx_lm.tuner.lora import LoRALinear
+
+    for _, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            if not hasattr(module, "_derta_scale"):
+                module._derta_scale = module.scale
+            module.scale = module._derta_scale * scale
+
+
+def set_adapter_enabled(probe_model: ProbeModel, enabled: bool) -> None:
+    if probe_model.adapter:
+        set_adapter_scale(probe_model.model, 1.0 if enabled else 0.0)
+
+
+def read_probe_examples(path) -> list:
+    """The safety triples of a data file as ProbeExamples (other rows are skipped)."""
+    from derta_mlx.data.formats import SafetyTriple, read_rows
+    from derta_mlx.probe.positions import ProbeExample
+
+    rows = [r for r in read_rows([path]) if isinstance(r, SafetyTriple)]
+    if not rows:
+        raise UserError(f"{path}: no safety triples (question, safe_response, harmful_response)")
+    return [ProbeExample(r.question, r.harmful_response, r.id) for r in rows]
+
+
+def parse_positions(text: str = "", every: int = 0, longest: int = 64, prefix: str = "") -> List[int]:
+    """Positions from "0,5,10" or every N up to `longest`; errors name `prefix`+field ("--")."""
+    if every:
+        if every < 1:
+            raise UserError(f"{prefix}every must be >= 1")
+        return list(range(0, longest + 1, every))
+    try:
+        positions = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise UserError(f"{prefix}positions must be integers separated by commas, got {text!r}") from None
+    if not positions or positions[0] < 0:
+        raise UserError(f"{prefix}positions must be non-negative integers")
+    return positions
