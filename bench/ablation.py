@@ -17,7 +17,6 @@ Prints a table and writes JSON (default bench/results/ablation.json).
 """
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys

@@ -75,7 +75,8 @@ def measure(name: str) -> dict:
 
     from derta_mlx.train.config import TrainConfig
     from derta_mlx.models.loading import ensure_local, find_model
-    from derta_mlx.train.memory import arch_from_dir, estimate_for_config
+    from derta_mlx.models.arch import arch_from_dir
+    from derta_mlx.train.memory import estimate_for_config
     from derta_mlx.train.trainer import prepare_model, train
 
     model_name, settings = CONFIGS[name]
@@ -152,7 +153,8 @@ def mac_table() -> str:
     with --grad-checkpoint, on Metal, against 75% of each Mac's unified memory."""
     from derta_mlx.models.catalogue import load_catalogue
     from derta_mlx.train.config import TrainConfig
-    from derta_mlx.train.memory import GB, METAL_USABLE_SHARE, Arch, estimate, settings_for
+    from derta_mlx.models.arch import Arch
+    from derta_mlx.train.memory import GB, METAL_USABLE_SHARE, estimate, settings_for
 
     catalogue = load_catalogue()
     head = "| model | settings | estimated peak | " + " | ".join(f"{gb} GB Mac" for gb in MAC_GB) + " |"

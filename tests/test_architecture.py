@@ -70,3 +70,21 @@ def test_no_import_cycle_in_the_package():
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# The packages in the order data flows through them: each may import only those before it.
+LAYERS = ["common", "accel", "testing", "demo", "data", "models", "train", "probe", "eval", "cli", "api", "__main__"]
+
+
+def test_packages_import_only_the_layers_before_them():
+    def package(module):
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 else None  # None: derta_mlx itself (its version)
+
+    for module, deps in import_graph().items():
+        here = package(module)
+        for dep in deps:
+            there = package(dep)
+            if here is None or there is None or there == here:
+                continue
+            assert LAYERS.index(there) < LAYERS.index(here), f"{module} imports {dep}: {there} comes after {here}"

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from derta_mlx.probe.detector import detect_refusal
+from derta_mlx.data.detector import detect_refusal
 
 LABELS = Path(__file__).parent / "data" / "refusal_labels.jsonl"
 

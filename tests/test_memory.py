@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from derta_mlx.models.catalogue import load_catalogue
-from derta_mlx.train.memory import Arch, Settings, estimate, suggest
+from derta_mlx.models.arch import Arch
+from derta_mlx.train.memory import Settings, estimate, suggest
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA3_8B = Arch(**load_catalogue().get("llama3-8b-4bit").arch)

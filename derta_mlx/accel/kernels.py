@@ -37,6 +37,11 @@ def _exp_nonpositive(x: mx.array) -> mx.array:
 exp_nonpositive = mx.compile(_exp_nonpositive)  # not shapeless: the bit view needs shapes
 
 
+@mx.compile
+def exp_shifted_cpu(x, shift):  # exp(x - shift) in one pass, for shift >= max(x)
+    return _exp_nonpositive(x - shift)
+
+
 def on_cpu() -> bool:
     return mx.default_device() == mx.cpu
 

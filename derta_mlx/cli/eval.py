@@ -132,12 +132,12 @@ def accumulate(out_dir: Path, stats, batch_size: int) -> dict:
 
 
 def cmd_run(args) -> int:
-    from derta_mlx.accel.blas import reexec_with_openblas
+    from derta_mlx import accel
 
-    reexec_with_openblas()
+    accel.start()
 
     from derta_mlx.common.atomic import write_json, write_text
-    from derta_mlx.accel.dequantize import load_for_inference
+    from derta_mlx.accel import load_for_inference
     from derta_mlx.eval.generate import RECORDS, generate_records, latest_by_key, read_records, record_key
     from derta_mlx.eval.judge import parse_judges
     from derta_mlx.eval.pipeline import Settings, build_jobs, judge_records, record_maker

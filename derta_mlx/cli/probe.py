@@ -71,10 +71,9 @@ def plot(path, variants, summaries):
 
 
 def cmd_probe(args) -> int:
-    from derta_mlx.accel.blas import reexec_with_openblas
+    from derta_mlx import accel
 
-    reexec_with_openblas()
-    from derta_mlx.accel.blas import describe
+    accel.start()
     from derta_mlx.probe.positions import first_refusal_histogram, probe_examples, summarise
 
     if args.compare_base and not args.adapter:
@@ -83,7 +82,7 @@ def cmd_probe(args) -> int:
         raise UserError("--limit must be >= 1")
     if not args.every:
         parse_positions(args.positions, prefix="--")  # a bad list is reported before the model loads
-    _notify(describe())
+    _notify(accel.describe())
     loaded = load_probe_model(args.model, args.adapter, _notify, args.dequantize, args.template, args.refusal)
     if args.compare_base and not loaded.can_compare_base:
         raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")

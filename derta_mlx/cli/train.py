@@ -262,14 +262,14 @@ def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
 
 
 def cmd_train(args) -> int:
-    from derta_mlx.accel.blas import describe, reexec_with_openblas
+    from derta_mlx import accel
 
     if args.dry_run:
         return cmd_dry_run(args)
     if args.ranks is not None or args.hosts:
         return cmd_launch(args)
 
-    reexec_with_openblas()
+    accel.start()
     from derta_mlx.train.distributed import current_world
     from derta_mlx.train.job import StopFlag, run_training
 
@@ -282,7 +282,7 @@ def cmd_train(args) -> int:
     cfg = None if args.resume else config_from_args(args)
     if not gate_on_memory(cfg, args, notify):
         return 1
-    notify(describe())
+    notify(accel.describe())
     stop = StopFlag()
     previous = stop.install()
     try:

@@ -9,9 +9,9 @@ EPILOG = """examples:
 
 
 def cmd_tui(args) -> int:
-    from derta_mlx.accel.blas import reexec_with_openblas
+    from derta_mlx import accel
 
-    reexec_with_openblas()  # probes run in-process: the fast BLAS matters here too
+    accel.start()  # probes run in-process: the fast BLAS matters here too
     from tui.app import DertaApp
 
     DertaApp(runs_root=args.runs, start=args.screen).run()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from derta_mlx.data.formats import DataError, Where, iter_json_lines
-from derta_mlx.probe.detector import detect_refusal
+from derta_mlx.data.detector import detect_refusal
 from derta_mlx.common.errors import UserError
 
 JUDGES = ("detector", "appc", "llm")

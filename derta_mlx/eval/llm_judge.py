@@ -96,7 +96,7 @@ class LLMJudge:
 
 
 def load_llm_judge(spec: str, cache_path, notify=None, dequantize: str = "auto") -> LLMJudge:
-    from derta_mlx.accel.dequantize import load_for_inference
+    from derta_mlx.accel import load_for_inference
     from derta_mlx.models.loading import ensure_local, find_model
 
     ref = find_model(spec)

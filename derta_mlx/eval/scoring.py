@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from derta_mlx.probe.detector import detect_refusal
+from derta_mlx.data.detector import detect_refusal
 
 _NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
 _FINAL_NUMBER = [

@@ -9,7 +9,7 @@ from typing import Optional
 import yaml
 
 from derta_mlx.common.errors import UserError
-from derta_mlx.train.memory import Arch
+from derta_mlx.models.arch import Arch
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # derta_mlx/
 _SOURCE_MODELS_DIR = _PACKAGE_DIR.parent / "models"
@@ -32,7 +32,7 @@ class ModelEntry:
     memory_gb: float
     repo: Optional[str] = None
     quantize_bits: Optional[int] = None
-    arch: Optional[dict] = None  # config.json numbers for memory estimates (derta_mlx.train.memory.Arch)
+    arch: Optional[dict] = None  # config.json numbers for memory estimates (derta_mlx.models.arch.Arch)
 
 
 def catalogue_path() -> Path:

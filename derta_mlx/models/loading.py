@@ -8,7 +8,7 @@ from typing import Callable, Optional
 from derta_mlx.models import hub
 from derta_mlx.models.catalogue import ModelEntry, load_catalogue, models_dir
 from derta_mlx.common.errors import UserError
-from derta_mlx.train.memory import Arch, arch_from_dir
+from derta_mlx.models.arch import Arch, arch_from_dir
 
 Notify = Optional[Callable[[str], None]]
 

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Iterable
 
-from derta_mlx.probe.detector import detect_refusal
+from derta_mlx.data.detector import detect_refusal
 
 CLASSES = ("coherent", "re-refusal", "token loop", "fragment", "no refusal")
 LOOP = 3  # a word this many times in a row is a loop

@@ -4,22 +4,13 @@ After the matmuls, a training step's largest cost is the (tokens x vocabulary) l
 the forward pass keeps only the log-sum-exp (one float per token) and the backward pass
 recomputes the softmax from it, fused with the gradient `softmax - one_hot`: no softmax is held
 from the forward to the backward pass (mlx's `nn.losses.cross_entropy` holds more), and on the
-CPU both exponentials are cpu_kernels.exp_nonpositive, fused with the shift (MLX's own CPU exp is
-slow: see there). On a GPU `mx.exp` is already fast and is used as it is.
+CPU both exponentials are accel.exp_shifted, the shift fused into a fast exp (MLX's own CPU exp is
+slow: see accel/kernels.py). On a GPU that is `mx.exp` as it is.
 """
 
 import mlx.core as mx
 
-from derta_mlx.accel.kernels import _exp_nonpositive, on_cpu
-
-
-@mx.compile
-def _exp_shifted_cpu(x, shift):  # exp(x - shift) in one pass, for shift >= max(x)
-    return _exp_nonpositive(x - shift)
-
-
-def _exp_shifted(x, shift):
-    return _exp_shifted_cpu(x, shift) if on_cpu() else mx.exp(x - shift)
+from derta_mlx.accel import exp_shifted
 
 
 @mx.compile
@@ -44,7 +35,7 @@ def _cross_entropy(logits, targets):
     for rows in _pieces(*logits.shape):
         piece = logits[rows]
         top = piece.max(axis=-1, keepdims=True)
-        lses.append(top + mx.log(_exp_shifted(piece, top).sum(axis=-1, keepdims=True)))
+        lses.append(top + mx.log(exp_shifted(piece, top).sum(axis=-1, keepdims=True)))
     lse = mx.concatenate(lses) if len(lses) > 1 else lses[0]
     ce = (lse - mx.take_along_axis(logits, targets[..., None], axis=-1)).squeeze(-1)
     return ce, lse
@@ -54,7 +45,7 @@ def _cross_entropy(logits, targets):
 def _cross_entropy_vjp(primals, cotangents, outputs):
     logits, targets = primals
     _, lse = outputs
-    grads = [_softmax_grad(_exp_shifted(logits[rows], lse[rows]), targets[rows], cotangents[0][rows])
+    grads = [_softmax_grad(exp_shifted(logits[rows], lse[rows]), targets[rows], cotangents[0][rows])
              for rows in _pieces(*logits.shape)]
     return (mx.concatenate(grads) if len(grads) > 1 else grads[0]), mx.zeros_like(targets)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from derta_mlx import accel
 from derta_mlx.common.atomic import write_text
 from derta_mlx.train.callbacks import both, reporter_for, reporting_callback
 from derta_mlx.train.checkpoint import latest_checkpoint
@@ -218,8 +219,9 @@ def _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_re
                "facts": {k: v for k, v in facts.items() if k != "model"}}
     if probe and checkpoint is None and prepared.probe_examples:
         results["before"] = probe(model, tokenizer, prepared, "before")
-    summary = train(model, prepared.train_set, prepared.val_set, cfg, run_dir, cfg.model or "default",
-                    resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False), world=world)
+    with accel.training():
+        summary = train(model, prepared.train_set, prepared.val_set, cfg, run_dir, cfg.model or "default",
+                        resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False), world=world)
     results["summary"] = summary
     if probe and not summary["stopped"] and prepared.probe_examples:
         results["after"] = probe(model, tokenizer, prepared, "after")

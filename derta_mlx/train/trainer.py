@@ -23,9 +23,8 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from derta_mlx.common.atomic import save_safetensors, write_json
-from derta_mlx.accel.blas import keep_freed_memory
 from derta_mlx.train.checkpoint import ResumeState, restore, save_checkpoint
-from derta_mlx.accel.dequantize import dequantize_if_wanted, is_quantised
+from derta_mlx import accel
 from derta_mlx.train.config import TrainConfig
 from derta_mlx.data.batches import BatchOrder, pad_batch
 from derta_mlx.data.instances import Instance
@@ -62,8 +61,8 @@ def prepare_model(model, cfg: TrainConfig) -> dict:
     from mlx_lm.tuner.trainer import grad_checkpoint
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    quantised = is_quantised(model)
-    model, dequantised = dequantize_if_wanted(model, cfg.dequantize)  # see compute.py
+    quantised = accel.is_quantised(model)
+    model, dequantised = accel.dequantised(model, cfg.dequantize)  # float32 values on a CPU
     model.freeze()
     mx.random.seed(cfg.seed)  # LoRA's random initialisation of lora_a
     lora = {"rank": cfg.lora_rank, "scale": cfg.lora_scale, "dropout": cfg.lora_dropout}
@@ -137,7 +136,6 @@ def train(
     Under `mlx.launch` (see distributed.py) each rank trains on its share of every batch, the
     gradients are summed across ranks, and only rank 0 writes or reports.
     """
-    keep_freed_memory()  # a no-op after the CLI's start-up; here for library callers
     world = world or current_world()
     check_batch(cfg.batch_size, world)
     loss_config = LossConfig(cfg.rto_weight, cfg.rto_keep, cfg.reduction)
