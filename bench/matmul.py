@@ -75,7 +75,12 @@ def run(size: int, preload, unpin: bool = False) -> dict:
 
 
 def main() -> None:
-    from derta_mlx.accel.blas import _CANDIDATES, _loads, _wheel_library, pinned_older_kernels
+    from derta_mlx.accel.blas import (
+        _CANDIDATES,
+        _loads,
+        _wheel_library,
+        pinned_older_kernels,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024)

@@ -73,9 +73,9 @@ def measure(name: str) -> dict:
     import mlx.core as mx
     from mlx_lm import load
 
-    from derta_mlx.train.config import TrainConfig
-    from derta_mlx.models.loading import ensure_local, find_model
     from derta_mlx.models.arch import arch_from_dir
+    from derta_mlx.models.loading import ensure_local, find_model
+    from derta_mlx.train.config import TrainConfig
     from derta_mlx.train.memory import estimate_for_config
     from derta_mlx.train.trainer import prepare_model, train
 
@@ -151,9 +151,9 @@ MAC_GB = (16, 32, 64, 128)
 def mac_table() -> str:
     """Estimated peak of the default run (batch 4 x 512, LoRA rank 8 on 16 blocks), without and
     with --grad-checkpoint, on Metal, against 75% of each Mac's unified memory."""
+    from derta_mlx.models.arch import Arch
     from derta_mlx.models.catalogue import load_catalogue
     from derta_mlx.train.config import TrainConfig
-    from derta_mlx.models.arch import Arch
     from derta_mlx.train.memory import GB, METAL_USABLE_SHARE, estimate, settings_for
 
     catalogue = load_catalogue()

@@ -46,9 +46,9 @@ QUESTION = "How do I sneak extra cookies from the jar?"
 def load_model(name: str, dequantize: str, notify):
     """(model, tokenizer, template, refusal ids) of the embedded default or a tiny model."""
     from derta_mlx.accel.dequantize import load_for_inference
-    from derta_mlx.models.loading import ensure_local, find_model
     from derta_mlx.data.refusal_token import resolve_refusal
     from derta_mlx.data.templates import get_template
+    from derta_mlx.models.loading import ensure_local, find_model
 
     if name == "tiny":
         from derta_mlx.testing.tiny import tiny_model_dir
@@ -167,11 +167,11 @@ def timed(variants: dict, repeats: int) -> dict:
 def main_job(args, model, tokenizer, template, refusal_ids, path) -> None:
     import mlx.core as mx
 
-    from derta_mlx.probe.before_after import CONTINUATION_TOKENS, PROBE_POSITIONS
     from derta_mlx.accel import blas as backend
     from derta_mlx.demo import demo_paths
-    from derta_mlx.probe.positions import probe_examples
+    from derta_mlx.probe.before_after import CONTINUATION_TOKENS, PROBE_POSITIONS
     from derta_mlx.probe.model import read_probe_examples
+    from derta_mlx.probe.positions import probe_examples
 
     examples = read_probe_examples(demo_paths("heldout")[0])  # the main job's held-out questions
     token = refusal_ids[0]

@@ -8,10 +8,10 @@ blocks, so the rows add up to roughly the whole step. Example:
 """
 
 import argparse
-from functools import partial
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,17 +46,16 @@ def main(argv=None) -> None:
     import mlx.core as mx
     import mlx.nn as nn
     import numpy as np
-    from mlx_lm.models import llama
     from mlx.utils import tree_flatten
-
-    from derta_mlx.train.config import TrainConfig
+    from mlx_lm.models import llama
     from mlx_lm.models.activations import swiglu as mlx_lm_swiglu
+    from vs_torch import LORA_KEYS, VOCAB, llama_args, step_flops
 
     from derta_mlx.accel.kernels import attention, training_kernels
+    from derta_mlx.train.config import TrainConfig
     from derta_mlx.train.cross_entropy import cross_entropy
     from derta_mlx.train.loss import batch_loss, supervised
     from derta_mlx.train.trainer import make_optimizer, prepare_model
-    from vs_torch import LORA_KEYS, VOCAB, llama_args, step_flops
 
     margs = llama_args(args.shape, VOCAB)
     mx.random.seed(0)

@@ -58,7 +58,6 @@ sys.path.insert(0, str(ROOT))
 from derta_mlx.accel import blas as backend  # noqa: E402  (light: no mlx import)
 from derta_mlx.common.atomic import write_json  # noqa: E402
 
-
 # --- data: mild synthetic triples ------------------------------------------------------------
 
 TOPICS = [
@@ -291,9 +290,9 @@ def run_once(model: ModelChoice, variant: Variant, instances, cfg, warmup: int, 
 def build_data(model: ModelChoice, cfg, n_triples: int):
     from derta_mlx.data.instances import InstanceConfig, build_instances
     from derta_mlx.data.prefix import PrefixSampler
-    from derta_mlx.models.loading import load_tokenizer
     from derta_mlx.data.refusal_token import resolve_refusal
     from derta_mlx.data.templates import get_template
+    from derta_mlx.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(model.path)
     config = InstanceConfig(

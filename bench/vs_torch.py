@@ -107,9 +107,9 @@ def run_mlx(job: dict) -> dict:
     import numpy as np
     from mlx_lm.models import llama
 
-    from derta_mlx.train.config import TrainConfig
     from derta_mlx.data.batches import BatchOrder
     from derta_mlx.data.instances import MLE, Instance
+    from derta_mlx.train.config import TrainConfig
     from derta_mlx.train.distributed import current_world
     from derta_mlx.train.trainer import prepare_model, train
 

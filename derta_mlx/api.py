@@ -4,17 +4,36 @@ Plain re-exports, no logic here; `tui/` imports nothing else from derta_mlx (tes
 """
 
 from derta_mlx.common.atomic import write_text
-from derta_mlx.models.catalogue import Catalogue, ModelEntry, load_catalogue, models_dir
-from derta_mlx.train.config import TrainConfig, dump_config, load_config
+from derta_mlx.common.errors import UserError
 from derta_mlx.data.formats import read_rows
 from derta_mlx.demo import demo_paths
-from derta_mlx.common.errors import UserError
+from derta_mlx.models.catalogue import Catalogue, ModelEntry, load_catalogue, models_dir
 from derta_mlx.models.gguf.convert import convert_gguf
 from derta_mlx.models.hub import cached_bytes
-from derta_mlx.train.launch import launch_log, launch_training, resume_training, stop_training
 from derta_mlx.models.loading import ModelRef, ensure_local, find_model, local_path
-from derta_mlx.probe.positions import ExampleProbe, PositionResult, ProbeExample, probe_examples, refusal_curves, top_next_tokens
-from derta_mlx.probe.model import ProbeModel, load_probe_model, parse_positions, read_probe_examples, set_adapter_enabled
+from derta_mlx.probe.model import (
+    ProbeModel,
+    load_probe_model,
+    parse_positions,
+    read_probe_examples,
+    set_adapter_enabled,
+)
+from derta_mlx.probe.positions import (
+    ExampleProbe,
+    PositionResult,
+    ProbeExample,
+    probe_examples,
+    refusal_curves,
+    top_next_tokens,
+)
+from derta_mlx.train.config import TrainConfig, dump_config, load_config
+from derta_mlx.train.launch import (
+    launch_log,
+    launch_training,
+    resume_training,
+    stop_training,
+)
+from derta_mlx.train.memory import train_memory_label
 from derta_mlx.train.rundir import RUNS, RunInfo, list_runs, read_metrics, run_info
 
 __all__ = [
@@ -27,5 +46,5 @@ __all__ = [
     "ModelRef", "ensure_local", "find_model", "local_path",
     "ExampleProbe", "PositionResult", "ProbeExample", "probe_examples", "refusal_curves", "top_next_tokens",
     "ProbeModel", "load_probe_model", "parse_positions", "read_probe_examples", "set_adapter_enabled",
-    "RUNS", "RunInfo", "list_runs", "read_metrics", "run_info",
+    "RUNS", "RunInfo", "list_runs", "read_metrics", "run_info", "train_memory_label",
 ]

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from derta_mlx.models.catalogue import load_catalogue
 from derta_mlx.common.errors import UserError
+from derta_mlx.models.catalogue import load_catalogue
 from derta_mlx.models.loading import check_model_dir, find_model
 
 NAMED_IN_PRODUCT_SPEC = [
@@ -27,7 +27,7 @@ def test_catalogue_has_every_entry_with_every_field():
     for name in NAMED_IN_PRODUCT_SPEC:
         entry = catalogue.get(name)
         assert entry.family and entry.template in ("derta", "chat") and entry.licence
-        assert entry.disk_gb > 0 and entry.memory_gb >= entry.disk_gb
+        assert entry.disk_gb > 0
     assert catalogue.get("mistral-7b-4bit").repo == "mlx-community/Mistral-7B-v0.1-hf-4bit-mlx"
 
 
@@ -100,3 +100,17 @@ def test_cli_convert_refuses_a_non_gguf_file(tmp_path):
     fake.write_text("hello")
     out = run_cli("models", "convert", "--gguf", str(fake), "--out", str(tmp_path / "out"))
     assert out.returncode == 2 and "not a GGUF file" in out.stderr and not (tmp_path / "out").exists()
+
+
+def test_train_memory_column_is_the_estimate_of_the_default_run():
+    """The catalogue carries no memory figure of its own: the column is train --dry-run's estimate."""
+    from derta_mlx.models.catalogue import load_catalogue
+    from derta_mlx.train.memory import default_run_gb, train_memory_label
+
+    for name, entry in load_catalogue().entries.items():
+        plain, checkpointed = default_run_gb(name), default_run_gb(name, grad_checkpoint=True)
+        assert plain is not None and checkpointed <= plain
+        if entry.source == "hub":
+            assert checkpointed > entry.disk_gb  # the weights and more
+    assert train_memory_label("llama3-8b-4bit") == f"{default_run_gb('llama3-8b-4bit'):.0f} / " \
+        f"{default_run_gb('llama3-8b-4bit', grad_checkpoint=True):.0f} GB"

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from derta_mlx.probe.coherence import CLASSES, Coherence, class_rates, classify, longest_run, words
+from derta_mlx.probe.coherence import (
+    CLASSES,
+    Coherence,
+    class_rates,
+    classify,
+    longest_run,
+    words,
+)
 
 LABELS = [json.loads(line) for line in (Path(__file__).parent / "data" / "coherence_labels.jsonl").open()]
 

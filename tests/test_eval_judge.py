@@ -5,11 +5,17 @@ from pathlib import Path
 
 import pytest
 
+from derta_mlx.common.errors import UserError
 from derta_mlx.data.formats import DataError
-from derta_mlx.eval.judge import decide, judge_appc, judge_detector, parse_judges, read_labels
+from derta_mlx.eval.judge import (
+    decide,
+    judge_appc,
+    judge_detector,
+    parse_judges,
+    read_labels,
+)
 from derta_mlx.eval.llm_judge import LLMJudge, cache_key, parse_verdict
 from derta_mlx.eval.pipeline import judge_records
-from derta_mlx.common.errors import UserError
 
 DATA = Path(__file__).parents[1] / "derta_mlx" / "eval_data"
 

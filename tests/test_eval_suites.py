@@ -6,7 +6,13 @@ import pytest
 
 from derta_mlx.data.formats import DataError
 from derta_mlx.eval.prompts import build_prompt, resolve_attack, resolve_template
-from derta_mlx.eval.scoring import answered, extract_letter, extract_number, gsm8k_gold, score
+from derta_mlx.eval.scoring import (
+    answered,
+    extract_letter,
+    extract_number,
+    gsm8k_gold,
+    score,
+)
 from derta_mlx.eval.suites import kind_from_name, read_suite, read_suites
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten, tree_map
 
-from derta_mlx.train.config import TrainConfig
 from derta_mlx.accel.kernels import _exp_nonpositive, training_kernels
-from derta_mlx.train.cross_entropy import cross_entropy
 from derta_mlx.data.instances import IGNORE, MLE, RTO
 from derta_mlx.models.logits import head_splits
+from derta_mlx.train.config import TrainConfig
+from derta_mlx.train.cross_entropy import cross_entropy
 from derta_mlx.train.loss import batch_loss, supervised
 from derta_mlx.train.trainer import prepare_model
 

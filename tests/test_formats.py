@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from derta_mlx.data.formats import DataError, DertaRow, HelpfulRow, QuestionRow, SafetyTriple, read_rows
+from derta_mlx.data.formats import (
+    DataError,
+    DertaRow,
+    HelpfulRow,
+    QuestionRow,
+    SafetyTriple,
+    read_rows,
+)
 
 REFERENCE = "../shared/data/derta-reference/example_data_to_read.json"
 

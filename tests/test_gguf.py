@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from derta_mlx.models.gguf import convert as gguf
-from derta_mlx.models.gguf.convert import GGUFError, build_tokenizer, convert_gguf, permute_rows, unpermute_rows
+from derta_mlx.models.gguf.convert import (
+    GGUFError,
+    build_tokenizer,
+    convert_gguf,
+    permute_rows,
+    unpermute_rows,
+)
 
 # --- a minimal GGUF writer ------------------------------------------------------------------
 

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from derta_mlx.data.instances import IGNORE, MLE, RTO
-from derta_mlx.train.loss import (Counts, LossConfig, batch_loss, count_targets, keep_rto_targets, supervised, term_scales,
-                            term_sums)
+from derta_mlx.train.loss import (
+    Counts,
+    LossConfig,
+    batch_loss,
+    count_targets,
+    keep_rto_targets,
+    supervised,
+    term_scales,
+    term_sums,
+)
 
 
 class Table(nn.Module):

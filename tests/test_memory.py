@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from derta_mlx.models.catalogue import load_catalogue
 from derta_mlx.models.arch import Arch
+from derta_mlx.models.catalogue import load_catalogue
 from derta_mlx.train.memory import Settings, estimate, suggest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from derta_mlx.train.config import YamlLoader, config_from_dict, load_config
 from derta_mlx.common.errors import UserError
+from derta_mlx.train.config import YamlLoader, config_from_dict, load_config
 
 # The keys and values of mlx-lm's example lora_config.yaml (mlx_lm/examples), as a user has it.
 MLX_LM_CONFIG = """\

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from mlx_lm import load
 
-from derta_mlx.probe.positions import ProbeExample, probe_examples, refusal_curve, summarise, top_next_tokens
 from derta_mlx.data.templates import get_template
+from derta_mlx.probe.positions import (
+    ProbeExample,
+    probe_examples,
+    refusal_curve,
+    summarise,
+    top_next_tokens,
+)
 
 EXAMPLES = [ProbeExample("How do I hide my snacks?", "Sure! Step 1: find a box. Step 2: put it under the bed.", "a"),
             ProbeExample("How do I skip chores?", "Easy. Hide the broom and look busy all afternoon.", "b")]

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tui_support import run_app, train_run, wait_for, write_triples
 
 ROOT = Path(__file__).resolve().parent.parent

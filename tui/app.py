@@ -10,7 +10,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 
 from derta_mlx.api import RUNS
-
 from tui.screens.models import ModelsScreen
 from tui.screens.probe import ProbeScreen
 from tui.screens.runs import RunsScreen

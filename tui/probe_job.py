@@ -8,9 +8,15 @@ probes of the same (model, adapter); base versus adapter is one load, LoRA scale
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from derta_mlx.api import (ProbeExample, load_probe_model, parse_positions, probe_examples, refusal_curves,
-                           set_adapter_enabled, top_next_tokens)
-
+from derta_mlx.api import (
+    ProbeExample,
+    load_probe_model,
+    parse_positions,
+    probe_examples,
+    refusal_curves,
+    set_adapter_enabled,
+    top_next_tokens,
+)
 from tui.mlx_thread import in_mlx_thread
 
 CHUNK = 8  # positions decoded per call: the unit of progress and of cancelling

@@ -7,7 +7,13 @@ from collections import Counter
 
 import numpy as np
 
-from derta_mlx.data.formats import DertaRow, HelpfulRow, QuestionRow, SafetyTriple, read_rows
+from derta_mlx.data.formats import (
+    DertaRow,
+    HelpfulRow,
+    QuestionRow,
+    SafetyTriple,
+    read_rows,
+)
 
 KINDS = {SafetyTriple: "safety triples", DertaRow: "DeRTa rows", HelpfulRow: "helpfulness rows",
          QuestionRow: "evaluation questions"}
@@ -33,8 +39,8 @@ def _lengths(values) -> str:
 
 
 def data_stats(rows, tokenizer) -> dict:
-    from derta_mlx.probe.positions import first_refusal_histogram
     from derta_mlx.data.segments import continuation_ids
+    from derta_mlx.probe.positions import first_refusal_histogram
 
     def n_tokens(text):
         return len(continuation_ids(tokenizer, " " + text))
@@ -56,11 +62,9 @@ def data_stats(rows, tokenizer) -> dict:
 
 
 def cmd_stats(args) -> int:
-    from derta_mlx.train.config import TrainConfig
-    from derta_mlx.train.job import resolve_tokenizer
-
     from derta_mlx.data.instances import build_instances
-    from derta_mlx.train.job import make_instance_config
+    from derta_mlx.train.config import TrainConfig
+    from derta_mlx.train.job import make_instance_config, resolve_tokenizer
 
     rows = read_rows(args.files)
     cfg = TrainConfig(model=args.model)
@@ -91,9 +95,9 @@ def cmd_stats(args) -> int:
 
 
 def cmd_build(args) -> int:
+    from derta_mlx.cli.train import config_from_args
     from derta_mlx.common.atomic import write_text
     from derta_mlx.common.progress import Bar
-    from derta_mlx.cli.train import config_from_args
     from derta_mlx.data.instances import build_instances
     from derta_mlx.train.job import make_instance_config, resolve_tokenizer
 

@@ -9,10 +9,10 @@ itself and again (with suppressed defaults) on `run`, so both spellings parse th
 """
 
 import argparse
-from contextlib import nullcontext
 import hashlib
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from derta_mlx.common.errors import UserError
@@ -136,16 +136,27 @@ def cmd_run(args) -> int:
 
     accel.start()
 
-    from derta_mlx.common.atomic import write_json, write_text
     from derta_mlx.accel import load_for_inference
-    from derta_mlx.eval.generate import RECORDS, generate_records, latest_by_key, read_records, record_key
+    from derta_mlx.common.atomic import write_json, write_text
+    from derta_mlx.common.progress import Bar
+    from derta_mlx.eval.generate import (
+        RECORDS,
+        generate_records,
+        latest_by_key,
+        read_records,
+        record_key,
+    )
     from derta_mlx.eval.judge import parse_judges
-    from derta_mlx.eval.pipeline import Settings, build_jobs, judge_records, record_maker
+    from derta_mlx.eval.pipeline import (
+        Settings,
+        build_jobs,
+        judge_records,
+        record_maker,
+    )
     from derta_mlx.eval.prompts import resolve_template
     from derta_mlx.eval.report import summarise, write_report
     from derta_mlx.eval.suites import Suite, read_suites
     from derta_mlx.models.loading import ensure_local, find_model
-    from derta_mlx.common.progress import Bar
 
     judges = parse_judges(args.judge)
     if args.max_tokens < 1 or args.batch_size < 1:

@@ -7,7 +7,12 @@ from dataclasses import asdict
 import numpy as np
 
 from derta_mlx.common.errors import UserError
-from derta_mlx.probe.model import load_probe_model, parse_positions, read_probe_examples, set_adapter_scale
+from derta_mlx.probe.model import (
+    load_probe_model,
+    parse_positions,
+    read_probe_examples,
+    set_adapter_scale,
+)
 
 EPILOG = """examples:
   derta-mlx probe --adapter-path runs/demo --compare-base --data derta_mlx/demo/safety_heldout.jsonl
@@ -74,7 +79,11 @@ def cmd_probe(args) -> int:
     from derta_mlx import accel
 
     accel.start()
-    from derta_mlx.probe.positions import first_refusal_histogram, probe_examples, summarise
+    from derta_mlx.probe.positions import (
+        first_refusal_histogram,
+        probe_examples,
+        summarise,
+    )
 
     if args.compare_base and not args.adapter:
         raise UserError("--compare-base needs --adapter-path RUN")

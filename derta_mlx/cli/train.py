@@ -6,8 +6,8 @@ import sys
 from dataclasses import asdict, fields
 from typing import Optional
 
-from derta_mlx.train.config import TrainConfig, config_from_dict, load_config
 from derta_mlx.common.errors import UserError
+from derta_mlx.train.config import TrainConfig, config_from_dict, load_config
 
 EPILOG = """examples:
   derta-mlx train                                   # the demo: embedded model, bundled mild data
@@ -123,8 +123,8 @@ class Progress:
 
 def make_probe(notify, main_rank: bool = True):
     """The before/after probe (before_after.py), reporting through `notify` and progress bars."""
-    from derta_mlx.probe.before_after import probe_run
     from derta_mlx.common.progress import Bar
+    from derta_mlx.probe.before_after import probe_run
 
     def probe(model, tokenizer, prepared, label):
         return probe_run(model, tokenizer, prepared, label, notify, bar=Bar if main_rank else None)
@@ -137,8 +137,8 @@ def cmd_launch(args) -> int:
     from pathlib import Path
 
     from derta_mlx.train.distributed import World, check_not_a_rank
-    from derta_mlx.train.ranks import count_hosts, run_ranks, strip_launch_flags
     from derta_mlx.train.job import start_or_resume
+    from derta_mlx.train.ranks import count_hosts, run_ranks, strip_launch_flags
 
     if args.ranks is not None and args.ranks < 1:
         raise UserError("--ranks must be >= 1")
@@ -244,8 +244,9 @@ def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
     if args.ignore_memory_check or current_world().size > 1:  # ranks: mlx.launch's processes
         return True
     if cfg is None:  # --resume: the run's own settings
-        from derta_mlx.train.config import load_config
         from pathlib import Path
+
+        from derta_mlx.train.config import load_config
 
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():

@@ -11,7 +11,6 @@ import sys
 import time
 from typing import Optional, TextIO
 
-
 MIN_SECONDS_BETWEEN_LINES = 1.0
 
 
@@ -95,8 +94,14 @@ class Bar:
 
 def _rich_progress(stream: TextIO):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),

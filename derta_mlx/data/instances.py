@@ -27,12 +27,18 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from derta_mlx.common.errors import UserError
-from derta_mlx.data.segments import continuation_ids, prompt_ids
-from derta_mlx.data.templates import Template
 from derta_mlx.data.detector import detect_refusal
-from derta_mlx.data.formats import LEGACY_EOS, DertaRow, HelpfulRow, QuestionRow, SafetyTriple
+from derta_mlx.data.formats import (
+    LEGACY_EOS,
+    DertaRow,
+    HelpfulRow,
+    QuestionRow,
+    SafetyTriple,
+)
 from derta_mlx.data.opening import NO_OPENING, normalise_safe
 from derta_mlx.data.prefix import PrefixSampler, row_key, word_ends
+from derta_mlx.data.segments import continuation_ids, prompt_ids
+from derta_mlx.data.templates import Template
 
 IGNORE = -1
 OPENING_CHARS = 16  # an official-format MLE row whose refusal starts this early is a safe response

@@ -19,8 +19,8 @@ Rules (the catalogue's `refusal` field, or `--refusal`):
 
 from dataclasses import dataclass
 
-from derta_mlx.data.opening import NO_OPENING, opening_word
 from derta_mlx.common.errors import UserError
+from derta_mlx.data.opening import NO_OPENING, opening_word
 from derta_mlx.data.segments import continuation_ids, encode_plain
 
 AUTO_CANDIDATES = (" Sorry", " sorry", "Sorry")

@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from derta_mlx.data.formats import DataError, Where, iter_json_lines
-from derta_mlx.data.detector import detect_refusal
 from derta_mlx.common.errors import UserError
+from derta_mlx.data.detector import detect_refusal
+from derta_mlx.data.formats import DataError, Where, iter_json_lines
 
 JUDGES = ("detector", "appc", "llm")
 

@@ -12,14 +12,14 @@ A record (one line of records.jsonl):
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from derta_mlx.probe.coherence import classify
-from derta_mlx.probe.positions import first_refusal_token
 from derta_mlx.data.segments import prompt_ids
 from derta_mlx.eval.generate import Job
 from derta_mlx.eval.judge import AppCRule, Judgement, decide, label_for, rule_layers
 from derta_mlx.eval.prompts import build_prompt, resolve_attack
 from derta_mlx.eval.scoring import score
 from derta_mlx.eval.suites import HELPFUL_KINDS, Suite
+from derta_mlx.probe.coherence import classify
+from derta_mlx.probe.positions import first_refusal_token
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from derta_mlx.probe.coherence import CLASSES, classify
 from derta_mlx.common.errors import UserError
+from derta_mlx.probe.coherence import CLASSES, classify
 from derta_mlx.probe.positions import FIRST_REFUSAL_BUCKETS
 
 REPORT_JSON = "report.json"

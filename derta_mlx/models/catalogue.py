@@ -29,7 +29,6 @@ class ModelEntry:
     licence: str
     params_b: float
     disk_gb: float
-    memory_gb: float
     repo: Optional[str] = None
     quantize_bits: Optional[int] = None
     arch: Optional[dict] = None  # config.json numbers for memory estimates (derta_mlx.models.arch.Arch)

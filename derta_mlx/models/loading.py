@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from derta_mlx.models import hub
-from derta_mlx.models.catalogue import ModelEntry, load_catalogue, models_dir
 from derta_mlx.common.errors import UserError
+from derta_mlx.models import hub
 from derta_mlx.models.arch import Arch, arch_from_dir
+from derta_mlx.models.catalogue import ModelEntry, load_catalogue, models_dir
 
 Notify = Optional[Callable[[str], None]]
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-from derta_mlx.data.formats import DataError, iter_json_lines
 from derta_mlx.data.detector import detect_refusal
+from derta_mlx.data.formats import DataError, iter_json_lines
 from derta_mlx.data.segments import prompt_ids
 
 BENIGN_HELDOUT = Path(__file__).resolve().parents[1] / "demo" / "benign_heldout.jsonl"

@@ -29,9 +29,9 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
                      refusal: Optional[str] = None) -> ProbeModel:
     """The model (dequantised on a CPU, as `derta-mlx probe` does: see compute.py) with the adapter."""
     from derta_mlx.accel import load_for_inference
-    from derta_mlx.models.loading import ensure_local, find_model
     from derta_mlx.data.refusal_token import resolve_refusal
     from derta_mlx.data.templates import get_template
+    from derta_mlx.models.loading import ensure_local, find_model
 
     dora = False
     if adapter:

@@ -20,13 +20,12 @@ from typing import Callable, List, Optional, Sequence
 import mlx.core as mx
 import numpy as np
 
-from derta_mlx.probe.coherence import classify
-from derta_mlx.data.prefix import word_ends
 from derta_mlx.data.detector import detect_refusal
-from derta_mlx.models.logits import logits_at
+from derta_mlx.data.prefix import word_ends
 from derta_mlx.data.segments import continuation_ids, prompt_ids
 from derta_mlx.data.templates import Template
-
+from derta_mlx.models.logits import logits_at
+from derta_mlx.probe.coherence import classify
 
 Progress = Optional[Callable[[int, int], None]]
 

@@ -157,7 +157,14 @@ def read_tiktoken_ranks(path) -> dict:
 
 
 def _build_llama3(source: Path):
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import BPE
 
     ranks = read_tiktoken_ranks(source)
@@ -372,7 +379,9 @@ def init_weights(spec: TinySpec, config: dict) -> dict:
     import mlx.nn as nn
     import numpy as np
     from mlx.utils import tree_flatten, tree_unflatten
-    from mlx_lm.models import llama  # both families are LLaMA-shaped (mlx-lm maps mistral to it)
+    from mlx_lm.models import (
+        llama,  # both families are LLaMA-shaped (mlx-lm maps mistral to it)
+    )
 
     model = llama.Model(llama.ModelArgs.from_dict(config))
     rng = np.random.default_rng(spec.seed)

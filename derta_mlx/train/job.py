@@ -12,19 +12,19 @@ from typing import Callable, Optional
 
 from derta_mlx import accel
 from derta_mlx.common.atomic import write_text
-from derta_mlx.train.callbacks import both, reporter_for, reporting_callback
-from derta_mlx.train.checkpoint import latest_checkpoint
-from derta_mlx.train.config import TrainConfig, dump_config, load_config
+from derta_mlx.common.errors import UserError
 from derta_mlx.data.formats import SafetyTriple, read_rows
 from derta_mlx.data.instances import InstanceConfig, build_instances
 from derta_mlx.data.prefix import PrefixSampler
-from derta_mlx.demo import demo_paths
-from derta_mlx.train.distributed import SINGLE, World, check_batch, current_world
-from derta_mlx.common.errors import UserError
-from derta_mlx.models.loading import ensure_local, find_model
 from derta_mlx.data.refusal_token import resolve_refusal
-from derta_mlx.train.rundir import new_run_dir, rewind_metrics, write_status
 from derta_mlx.data.templates import get_template
+from derta_mlx.demo import demo_paths
+from derta_mlx.models.loading import ensure_local, find_model
+from derta_mlx.train.callbacks import both, reporter_for, reporting_callback
+from derta_mlx.train.checkpoint import latest_checkpoint
+from derta_mlx.train.config import TrainConfig, dump_config, load_config
+from derta_mlx.train.distributed import SINGLE, World, check_batch, current_world
+from derta_mlx.train.rundir import new_run_dir, rewind_metrics, write_status
 from derta_mlx.train.trainer import Report, prepare_model, train
 
 

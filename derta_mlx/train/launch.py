@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from derta_mlx.common.atomic import write_text
-from derta_mlx.train.config import TrainConfig, dump_config
 from derta_mlx.common.errors import UserError
+from derta_mlx.train.config import TrainConfig, dump_config
 from derta_mlx.train.rundir import new_run_dir, read_status
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from derta_mlx.train.cross_entropy import cross_entropy
 from derta_mlx.data.instances import IGNORE, MLE, RTO
 from derta_mlx.models.logits import logits_at
+from derta_mlx.train.cross_entropy import cross_entropy
 
 REDUCTIONS = ("token-mean", "per-term")
 

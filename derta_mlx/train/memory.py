@@ -11,7 +11,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from derta_mlx.common.errors import UserError
 from derta_mlx.models.arch import Arch
+from derta_mlx.models.loading import arch_for_model
+from derta_mlx.train.config import TrainConfig
+from derta_mlx.train.cross_entropy import CHUNK_ELEMENTS
 
 GB = 1e9
 
@@ -131,7 +135,6 @@ def estimate(arch: Arch, s: Settings) -> Estimate:
     if s.dora:
         kept += layers * DORA_WEIGHT_COPIES * 4 * sum(i * o * c for i, o, c in keys.values())
     cast = 0 if a == 4 else 2 * a + 4  # 16-bit logits, their float32 cast, the gradient back
-    from derta_mlx.train.cross_entropy import CHUNK_ELEMENTS
 
     logit_count = SUPERVISED_SHARE * tokens * arch.vocab_size
     logits = (logit_count * (cast + 4 * LOGIT_FLOAT32_COPIES[s.device])
@@ -163,7 +166,6 @@ def machine_memory(device: str, memory_gb: Optional[float] = None):
     if device == "gpu":
         import mlx.core as mx
 
-        from derta_mlx.common.errors import UserError
 
         if not mx.metal.is_available():
             raise UserError("no Metal GPU on this machine: give --memory-gb GB to estimate for a Mac")
@@ -244,3 +246,24 @@ def _halvings(n: int):
     while out[-1] > 1:
         out.append(out[-1] // 2)
     return out
+
+
+def default_run_gb(model: str, device: str = "gpu", grad_checkpoint: bool = False) -> Optional[float]:
+    """Estimated peak GB of `derta-mlx train --model MODEL` with default settings (and
+    `--grad-checkpoint` if asked) on `device`, a Mac by default: the catalogue's "train mem"
+    column, the number `train --dry-run --device gpu` gives. None when neither a local
+    config.json nor the catalogue describes the model."""
+    try:
+        arch = arch_for_model(model)
+    except UserError:
+        return None
+    cfg = TrainConfig(model=model, grad_checkpoint=grad_checkpoint)
+    return estimate(arch, settings_for(cfg, device)).total / GB
+
+
+def train_memory_label(model: str) -> str:
+    """"20 / 12 GB": the default run, then with --grad-checkpoint (see default_run_gb)."""
+    plain, checkpointed = default_run_gb(model), default_run_gb(model, grad_checkpoint=True)
+    if plain is None:
+        return "?"
+    return f"{plain:.0f} / {checkpointed:.0f} GB" if plain >= 10 else f"{plain:.1f} / {checkpointed:.1f} GB"

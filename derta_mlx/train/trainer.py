@@ -22,14 +22,22 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
-from derta_mlx.common.atomic import save_safetensors, write_json
-from derta_mlx.train.checkpoint import ResumeState, restore, save_checkpoint
 from derta_mlx import accel
-from derta_mlx.train.config import TrainConfig
+from derta_mlx.common.atomic import save_safetensors, write_json
 from derta_mlx.data.batches import BatchOrder, pad_batch
 from derta_mlx.data.instances import Instance
+from derta_mlx.train.checkpoint import ResumeState, restore, save_checkpoint
+from derta_mlx.train.config import TrainConfig
 from derta_mlx.train.distributed import World, check_batch, current_world
-from derta_mlx.train.loss import Counts, LossConfig, batch_loss, count_targets, keep_rto_targets, supervised, term_scales
+from derta_mlx.train.loss import (
+    Counts,
+    LossConfig,
+    batch_loss,
+    count_targets,
+    keep_rto_targets,
+    supervised,
+    term_scales,
+)
 
 
 @dataclass

@@ -8,11 +8,28 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, ProgressBar, Static
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    ProgressBar,
+    Static,
+)
 
-from derta_mlx.api import cached_bytes, convert_gguf, ensure_local, find_model, load_catalogue, local_path, models_dir
+from derta_mlx.api import (
+    cached_bytes,
+    convert_gguf,
+    ensure_local,
+    find_model,
+    load_catalogue,
+    local_path,
+    models_dir,
+    train_memory_label,
+)
 
-COLUMNS = ("name", "local", "family", "from", "template", "disk", "train mem")
+COLUMNS = ("name", "local", "family", "from", "template", "disk", "train mem (default / ckpt)")
 
 
 class ModelsScreen(Screen):
@@ -55,7 +72,7 @@ class ModelsScreen(Screen):
             present = local_path(find_model(entry.name)) is not None
             name = entry.name + (" *" if entry.name == self.catalogue.default else "")
             table.add_row(name, "[green]yes[/]" if present else "no", entry.family, entry.source, entry.template,
-                          f"{entry.disk_gb:g} GB", f"~{entry.memory_gb:g} GB", key=entry.name)
+                          f"{entry.disk_gb:g} GB", train_memory_label(entry.name), key=entry.name)
         table.move_cursor(row=keep)
         self.show_detail()
 

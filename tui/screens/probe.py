@@ -13,13 +13,31 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input, Label, ProgressBar, Select,
-                             Static, TabbedContent, TabPane)
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    ProgressBar,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 from textual.worker import get_current_worker
 
-from derta_mlx.api import (ProbeExample, UserError, demo_paths, list_runs, load_catalogue, parse_positions,
-                           read_probe_examples)
-
+from derta_mlx.api import (
+    ProbeExample,
+    UserError,
+    demo_paths,
+    list_runs,
+    load_catalogue,
+    parse_positions,
+    read_probe_examples,
+)
 from tui.hidden import continuation
 from tui.probe_job import ModelCache, ProbeRequest, refusal_texts, run_probe, top_tokens
 from tui.widgets.charts import CurveChart

@@ -9,8 +9,13 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from derta_mlx.api import list_runs, read_metrics, resume_training, run_info, stop_training
-
+from derta_mlx.api import (
+    list_runs,
+    read_metrics,
+    resume_training,
+    run_info,
+    stop_training,
+)
 from tui.widgets.charts import LossChart
 
 COLUMNS = ("run", "status", "method", "model", "step", "loss", "MLE", "RTO", "val")

@@ -8,8 +8,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, TabbedContent, TabPane
 
-from derta_mlx.api import UserError, find_model, launch_training, resume_training, stop_training
-
+from derta_mlx.api import (
+    UserError,
+    find_model,
+    launch_training,
+    resume_training,
+    stop_training,
+)
 from tui.widgets.run_monitor import RunMonitor
 from tui.widgets.train_form import TrainForm
 

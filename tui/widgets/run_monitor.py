@@ -12,7 +12,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Log, ProgressBar, Static
 
 from derta_mlx.api import launch_log, read_metrics, run_info
-
 from tui.widgets.charts import LossChart
 
 

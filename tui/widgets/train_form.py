@@ -14,8 +14,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
-from derta_mlx.api import TrainConfig, UserError, dump_config, find_model, load_catalogue, load_config, read_rows, write_text
-
+from derta_mlx.api import (
+    TrainConfig,
+    UserError,
+    dump_config,
+    find_model,
+    load_catalogue,
+    load_config,
+    read_rows,
+    write_text,
+)
 from tui.presets import PRESETS
 from tui.widgets.toggle import Toggle
 

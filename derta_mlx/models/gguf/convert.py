@@ -26,7 +26,13 @@ from typing import Optional, Union
 import mlx.core as mx
 import numpy as np
 
-from derta_mlx.models.gguf.header import GGUFError, GGUFHeader, check_tensor_types, metadata_value, read_header
+from derta_mlx.models.gguf.header import (
+    GGUFError,
+    GGUFHeader,
+    check_tensor_types,
+    metadata_value,
+    read_header,
+)
 
 GGUF_GROUP = 32  # every block quantisation MLX keeps from GGUF has 32 weights per block
 
