@@ -15,11 +15,11 @@ import pytest
 from derta_mlx.models.gguf import convert as gguf
 from derta_mlx.models.gguf.convert import (
     GGUFError,
-    build_tokenizer,
     convert_gguf,
     permute_rows,
     unpermute_rows,
 )
+from derta_mlx.models.gguf.tokenizer import LLAMA3_PATTERN, build_tokenizer
 
 # --- a minimal GGUF writer ------------------------------------------------------------------
 
@@ -466,7 +466,7 @@ def test_llama3_vocabulary_encodes_like_tiktoken():
     tokenizer, config = build_tokenizer(metadata)
     assert config["add_bos_token"] is True  # llama.cpp's default for LLaMA-3
 
-    reference = tiktoken.Encoding("llama3", pat_str=gguf.LLAMA3_PATTERN, mergeable_ranks=ranks,
+    reference = tiktoken.Encoding("llama3", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
                                   special_tokens={t: len(tokens) + i for i, t in enumerate(specials)})  # fmt: skip
     for text in TEXTS + ["<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"]:
         assert tokenizer.encode(text).ids == [128000] + reference.encode(text, allowed_special="all"), text

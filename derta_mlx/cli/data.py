@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 
+from derta_mlx.cli.flags import add_config_flags, config_from_args
 from derta_mlx.data.formats import (
     DertaRow,
     HelpfulRow,
@@ -95,7 +96,6 @@ def cmd_stats(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from derta_mlx.cli.train import config_from_args
     from derta_mlx.common.atomic import write_text
     from derta_mlx.common.progress import Bar
     from derta_mlx.data.instances import build_instances
@@ -127,7 +127,6 @@ def cmd_build(args) -> int:
 
 
 def register(commands) -> None:
-    from derta_mlx.cli.train import add_config_flags
 
     raw = argparse.RawDescriptionHelpFormatter
     parser = commands.add_parser("data", help="validate, describe and build training data",

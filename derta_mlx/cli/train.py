@@ -3,11 +3,11 @@
 import argparse
 import json
 import sys
-from dataclasses import asdict, fields
 from typing import Optional
 
+from derta_mlx.cli.flags import add_config_flags, config_from_args
 from derta_mlx.common.errors import UserError
-from derta_mlx.train.config import TrainConfig, config_from_dict, load_config
+from derta_mlx.train.config import TrainConfig
 
 EPILOG = """examples:
   derta-mlx train                                   # the demo: embedded model, bundled mild data
@@ -18,76 +18,6 @@ EPILOG = """examples:
   derta-mlx train --hosts hosts.json --out runs/big --batch-size 8   # data-parallel over Macs
   derta-mlx train --dry-run --model llama3-8b-4bit --device gpu --memory-gb 16   # will it fit on a 16 GB Mac?
 """
-
-HELP = {
-    "model": "catalogue name, hub repo id or model directory (default: the embedded model)",
-    "data": "training files or directories: DeRTa rows, safety triples, helpfulness rows (default: demo data)",
-    "val_data": "validation files (default: --val-fraction of the training rows)",
-    "method": "derta | vanilla | harmful-prefix | rto (the paper's Table 4 ablations)",
-    "template": "derta | derta-eval | chat | auto (default: the catalogue's)",
-    "refusal": "refusal-token rule: auto | official | space | token:TEXT | phrase:TEXT | id:N",
-    "refusal_opening": "what every safe target opens with; auto's refusal token is its first word "
-                       "(default Sorry; none: keep safe responses as written)",
-    "prefix_distribution": "harmful-prefix length k: official | uniform | qi",
-    "prefix_unit": "word | token (default: word for official, token otherwise)",
-    "qi_cap": "C for --prefix-distribution qi (k uniform in 1..C)",
-    "prefix_cuts": "harmful-prefix instances per safety triple, each cut at its own k (the extra ones at k >= 1)",
-    "rto_weight": "weight of the RTO term (default 0.1: with --reduction per-term, what keeps a small model from "
-                  "looping the refusal token; the official code: 1 with token-mean)",
-    "rto_keep": "share of RTO targets kept each step (official full fine-tuning: 0.05)",
-    "reduction": "per-term (default: each term its own mean) | token-mean (the official single mean)",
-    "rto_eos": "also train the refusal at the EOS position, as the official code",
-    "fine_tune_type": "lora | dora",
-    "num_layers": "number of last transformer blocks with adapters (-1: all)",
-    "lora_rank": "LoRA rank", "lora_scale": "LoRA scale (mlx-lm's, not alpha)", "lora_dropout": "LoRA dropout",
-    "lora_keys": "module keys to adapt, e.g. self_attn.q_proj (default: every linear layer)",
-    "iters": "optimizer steps", "batch_size": "micro-batch size",
-    "grad_accumulation_steps": "micro-batches per optimizer step",
-    "learning_rate": "peak learning rate",
-    "lr_schedule": "cosine | linear | constant (a YAML config may give mlx-lm's schedule dict)",
-    "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay",
-    "max_seq_length": "longest sequence in tokens; harmful prefixes are shortened to fit, targets never cut",
-    "grad_checkpoint": "recompute activations in the backward pass (less memory)",
-    "length_bucketing": "batch rows of like length together, so that batches carry less padding (faster)",
-    "dequantize": "auto | yes | no: train a quantised base with float32 weights (auto: on a CPU)",
-    "seed": "seed of data order, prefix sampling, RTO keep masks and LoRA dropout",
-    "val_fraction": "held-out share of training rows when --val-data is not given",
-    "val_batches": "validation batches per evaluation (-1: all)",
-    "steps_per_report": "steps between progress rows in metrics.jsonl",
-    "steps_per_eval": "steps between validation losses", "save_every": "steps between checkpoints",
-    "adapter_path": "the run directory (alias: --out; default runs/<model>-<method>-<time>)",
-    "probe_after": "probe refusal at harmful-prefix lengths before and after training",
-    "report_to": "mlx-lm's loss reporters, comma-separated: wandb, swanlab (need their packages)",
-    "project_name": "their project name (default: the run directory's name)",
-}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def add_config_flags(parser, exclude=()) -> None:
-    for f in fields(TrainConfig):
-        if f.name in exclude:
-            continue
-        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
-        if f.type in ("bool", bool):
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
-        elif f.name in ("data", "val_data", "lora_keys"):
-            parser.add_argument(_flag(f.name), nargs="+", **kwargs)
-        else:
-            kind = f.type if f.type in (int, float) else str
-            parser.add_argument(_flag(f.name), type=kind, **kwargs)
-
-
-def config_from_args(args) -> TrainConfig:
-    base = load_config(args.config) if args.config else TrainConfig()
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    if getattr(args, "out", None) and args.command == "train":
-        given["adapter_path"] = args.out
-    merged = {**asdict(base), **given}
-    return config_from_dict(merged, "command line")
-
 
 class Progress:
     """One live line on a terminal (a row per report elsewhere), with loss per term and ETA."""

@@ -5,14 +5,13 @@ from typing import Callable, Optional
 
 from derta_mlx.common.assets import SMOLLM2_GGUF, AssetMissing, asset_path
 from derta_mlx.common.errors import UserError
+from derta_mlx.models.gguf.convert import convert_gguf
 
 
 def ensure_embedded(out_dir: Path, notify: Optional[Callable[[str], None]] = None) -> Path:
     """Convert the bundled GGUF into an mlx-lm directory at `out_dir` unless it is already there."""
     if (out_dir / "config.json").is_file():
         return out_dir
-    from derta_mlx.models.gguf.convert import convert_gguf
-
     try:
         gguf = asset_path(SMOLLM2_GGUF)
     except AssetMissing as exc:

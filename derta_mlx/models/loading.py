@@ -9,6 +9,8 @@ from derta_mlx.common.errors import UserError
 from derta_mlx.models import hub
 from derta_mlx.models.arch import Arch, arch_from_dir
 from derta_mlx.models.catalogue import ModelEntry, load_catalogue, models_dir
+from derta_mlx.models.embedded import ensure_embedded
+from derta_mlx.testing.tiny import TinySpec, build_tiny_model
 
 Notify = Optional[Callable[[str], None]]
 
@@ -87,14 +89,10 @@ def ensure_local(ref: ModelRef, notify: Notify = None) -> Path:
             notify(f"Downloading {ref.repo} into the hub cache (safetensors only)...")
             path = hub.download(ref.repo)
     elif ref.entry and ref.entry.source == "embedded":
-        from derta_mlx.models.embedded import ensure_embedded
-
         path = ensure_embedded(ref.local_dir, notify)
     elif ref.entry and ref.entry.source == "tiny":
         path = ref.local_dir
         if not (path / "config.json").is_file():
-            from derta_mlx.testing.tiny import TinySpec, build_tiny_model
-
             notify(f"Building the tiny test model {ref.entry.name} in {path}...")
             spec = TinySpec(family=ref.entry.family, quantize_bits=ref.entry.quantize_bits)
             build_tiny_model(spec, path)

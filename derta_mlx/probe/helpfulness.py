@@ -14,6 +14,7 @@ from typing import List, Sequence
 from derta_mlx.data.detector import detect_refusal
 from derta_mlx.data.formats import DataError, iter_json_lines
 from derta_mlx.data.segments import prompt_ids
+from derta_mlx.probe.positions import continue_many
 
 BENIGN_HELDOUT = Path(__file__).resolve().parents[1] / "demo" / "benign_heldout.jsonl"
 
@@ -69,8 +70,6 @@ def answer_benign(model, tokenizer, template, questions: Sequence[BenignQuestion
                   max_tokens: int = 48, progress=None) -> List[BenignAnswer]:
     """Greedy answers to the questions (batched), each scored; `progress(done, total)` as
     probe.continue_many."""
-    from derta_mlx.probe.positions import continue_many
-
     model.eval()
     prompts = [prompt_ids(tokenizer, template.prompt(q.question, tokenizer)) for q in questions]
     texts = continue_many(model, tokenizer, prompts, max_tokens, progress=progress)

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from derta_mlx.accel import load_for_inference
 from derta_mlx.common.errors import UserError
+from derta_mlx.data.formats import SafetyTriple, read_rows
+from derta_mlx.data.refusal_token import resolve_refusal
+from derta_mlx.data.templates import get_template
+from derta_mlx.models.loading import ensure_local, find_model
+from derta_mlx.probe.positions import ProbeExample
+from derta_mlx.train.config import load_config
 
 
 @dataclass
@@ -27,12 +34,7 @@ class ProbeModel:
 def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=None,
                      dequantize: str = "auto", template: Optional[str] = None,
                      refusal: Optional[str] = None) -> ProbeModel:
-    """The model (dequantised on a CPU, as `derta-mlx probe` does: see compute.py) with the adapter."""
-    from derta_mlx.accel import load_for_inference
-    from derta_mlx.data.refusal_token import resolve_refusal
-    from derta_mlx.data.templates import get_template
-    from derta_mlx.models.loading import ensure_local, find_model
-
+    """The model (dequantised on a CPU, as `derta-mlx probe` does: see accel/dequantize.py) with the adapter."""
     dora = False
     if adapter:
         config_file = Path(adapter) / "adapter_config.json"
@@ -47,8 +49,6 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
     opening = "Sorry"
     run_config = Path(adapter) / "config.yaml" if adapter else None
     if run_config is not None and run_config.is_file():  # probe the token the run trained
-        from derta_mlx.train.config import load_config
-
         trained = load_config(run_config)
         refusal, opening = refusal or trained.refusal, trained.refusal_opening
     refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule, template.response_lead, opening)
@@ -74,9 +74,6 @@ def set_adapter_enabled(probe_model: ProbeModel, enabled: bool) -> None:
 
 def read_probe_examples(path) -> list:
     """The safety triples of a data file as ProbeExamples (other rows are skipped)."""
-    from derta_mlx.data.formats import SafetyTriple, read_rows
-    from derta_mlx.probe.positions import ProbeExample
-
     rows = [r for r in read_rows([path]) if isinstance(r, SafetyTriple)]
     if not rows:
         raise UserError(f"{path}: no safety triples (question, safe_response, harmful_response)")

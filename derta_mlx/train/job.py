@@ -19,7 +19,7 @@ from derta_mlx.data.prefix import PrefixSampler
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
 from derta_mlx.demo import demo_paths
-from derta_mlx.models.loading import ensure_local, find_model
+from derta_mlx.models.loading import ensure_local, find_model, load_tokenizer
 from derta_mlx.train.callbacks import both, reporter_for, reporting_callback
 from derta_mlx.train.checkpoint import latest_checkpoint
 from derta_mlx.train.config import TrainConfig, dump_config, load_config
@@ -70,8 +70,6 @@ def resolve_refusal_for(cfg: TrainConfig, ref, tokenizer, template):
 
 def resolve_tokenizer(cfg: TrainConfig, notify):
     """(model path, tokenizer, template, refusal target) for cfg, without loading weights."""
-    from derta_mlx.models.loading import load_tokenizer
-
     ref = find_model(cfg.model)
     path = ensure_local(ref, notify)
     tokenizer = load_tokenizer(path)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.train.checkpoint import latest_checkpoint
+from derta_mlx.train.rundir import read_status, write_status
 
 _RANK_ENDED = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
 KILLED = "killed"  # the launcher's "was killed": a remote rank it ended, or one lost with its Mac
@@ -159,8 +161,6 @@ def run_ranks(train_args: List[str], run_dir: Path, ranks: Optional[int], hostfi
     """Start the ranks, and explain a rank that ended badly."""
     import signal
 
-    from derta_mlx.train.rundir import read_status, write_status
-
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the ranks (see above)
     try:
         if hostfile or backend != "ring":
@@ -187,8 +187,6 @@ def run_ranks(train_args: List[str], run_dir: Path, ranks: Optional[int], hostfi
     what = f"mlx.launch exited with code {returncode}" if cause is None else f"rank {cause} {_ended(failed[cause])}"
     if status.get("state") == "running":  # rank 0 was terminated mid-run and could not say so
         write_status(run_dir, "failed", error=f"data-parallel run stopped: {what}")
-    from derta_mlx.train.checkpoint import latest_checkpoint
-
     checkpoint = latest_checkpoint(run_dir) if (run_dir / "config.yaml").is_file() else None
     where = f"the last checkpoint is step {checkpoint.step}" if checkpoint else "no checkpoint was written yet"
     print(f"derta-mlx: error: the data-parallel run stopped: {what}; {where}.", file=sys.stderr)

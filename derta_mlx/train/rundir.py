@@ -9,6 +9,8 @@ from typing import List, Optional
 
 from derta_mlx.common.atomic import write_json, write_text
 from derta_mlx.common.errors import UserError
+from derta_mlx.train.checkpoint import latest_checkpoint
+from derta_mlx.train.config import load_config
 
 RUNS = Path("runs")
 
@@ -104,9 +106,6 @@ def _last(rows: List[dict], key: str):
 
 
 def run_info(run_dir) -> RunInfo:
-    from derta_mlx.train.checkpoint import latest_checkpoint
-    from derta_mlx.train.config import load_config
-
     run_dir = Path(run_dir)
     try:
         cfg = load_config(run_dir / "config.yaml")
