@@ -40,7 +40,8 @@ def mild_triples(path: Path, n: int = 32) -> Path:
 def model_path(name: str) -> str:
     if name == "smollm2":
         return "smollm2-135m-4bit"
-    from derta_mlx.testing.tiny import TinySpec, build_tiny_model, cache_root
+    from derta_mlx.testing.tiny import TinySpec, build_tiny_model
+    from derta_mlx.testing.tokenizers import cache_root
 
     path = cache_root() / "bench" / "ranks-llama3-256"
     if not (path / "config.json").is_file():

@@ -133,7 +133,8 @@ def resolve_model(name: str, notify) -> Optional[ModelChoice]:
 
         ref = find_model(None)
         return ModelChoice(name, ensure_local(ref, notify), ref.template, ref.refusal_rule, True)
-    from derta_mlx.testing.tiny import BUILD_VERSION, build_tiny_model, cache_root
+    from derta_mlx.testing.tiny import build_tiny_model
+    from derta_mlx.testing.tokenizers import BUILD_VERSION, cache_root
 
     spec = tiny_spec(name)
     key = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]

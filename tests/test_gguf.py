@@ -452,7 +452,7 @@ def test_llama3_vocabulary_encodes_like_tiktoken():
     """A 'gpt2' GGUF vocabulary with pre 'llama-bpe' (LLaMA-3), from llama-models' tiktoken file."""
     import tiktoken
 
-    from derta_mlx.testing import tiny
+    from derta_mlx.testing import tokenizers as tiny
 
     ranks = tiny.read_tiktoken_ranks(tiny.tokenizer_source("llama3"))
     tokens, merges = byte_level_gguf_vocab(ranks)

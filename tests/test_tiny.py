@@ -8,13 +8,11 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 
-from derta_mlx.testing.tiny import (
+from derta_mlx.testing.tiny import TinySpec, build_tiny_model, tiny_model_dir
+from derta_mlx.testing.tokenizers import (
     LLAMA3_PATTERN,
-    TinySpec,
-    build_tiny_model,
     llama3_special_tokens,
     read_tiktoken_ranks,
-    tiny_model_dir,
     tokenizer_json,
     tokenizer_source,
     write_tokenizer,
