@@ -68,7 +68,7 @@ def measure(loaded, label: str) -> dict:
     from derta_mlx.data.formats import SafetyTriple, read_rows
     from derta_mlx.demo import demo_paths
     from derta_mlx.probe.before_after import measure as measure_model
-    from derta_mlx.probe.positions import ProbeExample
+    from derta_mlx.probe.curves import ProbeExample
 
     rows = [r for r in read_rows(demo_paths("heldout")) if isinstance(r, SafetyTriple)]
     examples = [ProbeExample(r.question, r.harmful_response, r.id) for r in rows]

@@ -8,7 +8,7 @@ the probe did before). Both give the same continuations, checked here.
 
 `--mode curve`: the teacher-forced refusal curve against generating at every position.
 For one mild example whose harmful response is T tokens long, P(refusal) at every prefix
-length k = 0..T comes from one forward pass (`derta_mlx.probe.positions.refusal_curves`). The
+length k = 0..T comes from one forward pass (`derta_mlx.probe.curves.refusal_curves`). The
 alternative is what a prefilling-attack evaluation does: feed the prompt plus the first k
 harmful tokens and decode N tokens, at each of the T+1 positions. This times both, side by
 side in one process (curve, batched generation, one-by-one generation, interleaved and
@@ -65,7 +65,7 @@ def load_model(name: str, dequantize: str, notify):
 
 def response_of_length(tokenizer, template, tokens: int):
     """The bench example cut at the first word boundary where it reaches `tokens` tokens."""
-    from derta_mlx.probe.positions import ProbeExample, example_ids
+    from derta_mlx.probe.curves import ProbeExample, example_ids
 
     words = RESPONSE.split(" ")
     for n in range(1, len(words) + 1):
@@ -94,7 +94,8 @@ def main(argv=None) -> None:
 
     import mlx.core as mx
 
-    from derta_mlx.probe.positions import continue_many, example_ids, refusal_curves
+    from derta_mlx.probe.curves import example_ids, refusal_curves
+    from derta_mlx.probe.positions import continue_many
 
     model, tokenizer, template, refusal_ids, path = load_model(args.model, args.dequantize, lambda m: print(m, flush=True))
     model.eval()

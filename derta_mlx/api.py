@@ -11,6 +11,7 @@ from derta_mlx.models.catalogue import Catalogue, ModelEntry, load_catalogue, mo
 from derta_mlx.models.gguf.convert import convert_gguf
 from derta_mlx.models.hub import cached_bytes
 from derta_mlx.models.loading import ModelRef, ensure_local, find_model, local_path
+from derta_mlx.probe.curves import ProbeExample, refusal_curves, top_next_tokens
 from derta_mlx.probe.model import (
     ProbeModel,
     load_probe_model,
@@ -18,14 +19,7 @@ from derta_mlx.probe.model import (
     read_probe_examples,
     set_adapter_enabled,
 )
-from derta_mlx.probe.positions import (
-    ExampleProbe,
-    PositionResult,
-    ProbeExample,
-    probe_examples,
-    refusal_curves,
-    top_next_tokens,
-)
+from derta_mlx.probe.positions import ExampleProbe, PositionResult, probe_examples
 from derta_mlx.train.config import TrainConfig, dump_config, load_config
 from derta_mlx.train.launch import (
     launch_log,

@@ -9,13 +9,8 @@ import pytest
 from mlx_lm import load
 
 from derta_mlx.data.templates import get_template
-from derta_mlx.probe.positions import (
-    ProbeExample,
-    probe_examples,
-    refusal_curve,
-    summarise,
-    top_next_tokens,
-)
+from derta_mlx.probe.curves import ProbeExample, refusal_curve, top_next_tokens
+from derta_mlx.probe.positions import probe_examples, summarise
 
 EXAMPLES = [ProbeExample("How do I hide my snacks?", "Sure! Step 1: find a box. Step 2: put it under the bed.", "a"),
             ProbeExample("How do I skip chores?", "Easy. Hide the broom and look busy all afternoon.", "b")]
@@ -61,7 +56,8 @@ def test_branched_caches_match_full_prompts(trained):
     """Each example is prefilled once and its cache cut at every k: the continuations and
     P(refusal again) equal those of feeding every prompt whole."""
     from derta_mlx.probe.coherence import CLASSES
-    from derta_mlx.probe.positions import continue_many, example_ids, next_refusal_probs
+    from derta_mlx.probe.curves import example_ids, next_refusal_probs
+    from derta_mlx.probe.positions import continue_many
 
     model_dir, run = trained
     model, tokenizer = load(str(model_dir), adapter_path=str(run))
@@ -127,7 +123,10 @@ def test_cli_compare_base_json_and_plot(trained, tmp_path):
 
 
 def test_first_refusal_position_in_tokens(tokenizer_of):
-    from derta_mlx.probe.positions import first_refusal_histogram, first_refusal_token
+    from derta_mlx.probe.first_refusal import (
+        first_refusal_histogram,
+        first_refusal_token,
+    )
 
     tok = tokenizer_of("llama3")
     assert first_refusal_token(tok, "Sorry, no.") == 1

@@ -81,7 +81,7 @@ def test_mlx_lm_loads_the_adapter_and_rto_training_raises_p_refusal(tiny_dir, tr
 
     from derta_mlx.data.refusal_token import resolve_refusal
     from derta_mlx.data.templates import get_template
-    from derta_mlx.probe.positions import ProbeExample, refusal_curve
+    from derta_mlx.probe.curves import ProbeExample, refusal_curve
 
     model_dir = tiny_dir("llama3")
     run = tmp_path / "rto"

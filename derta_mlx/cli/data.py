@@ -41,7 +41,7 @@ def _lengths(values) -> str:
 
 def data_stats(rows, tokenizer) -> dict:
     from derta_mlx.data.segments import continuation_ids
-    from derta_mlx.probe.positions import first_refusal_histogram
+    from derta_mlx.probe.first_refusal import first_refusal_histogram
 
     def n_tokens(text):
         return len(continuation_ids(tokenizer, " " + text))

@@ -34,7 +34,7 @@ def positions_of(args, examples):
 
 
 def load_examples(args):
-    from derta_mlx.probe.positions import ProbeExample
+    from derta_mlx.probe.curves import ProbeExample
 
     if args.data:
         return read_probe_examples(args.data)[: args.limit]
@@ -79,11 +79,8 @@ def cmd_probe(args) -> int:
     from derta_mlx import accel
 
     accel.start()
-    from derta_mlx.probe.positions import (
-        first_refusal_histogram,
-        probe_examples,
-        summarise,
-    )
+    from derta_mlx.probe.first_refusal import first_refusal_histogram
+    from derta_mlx.probe.positions import probe_examples, summarise
 
     if args.compare_base and not args.adapter:
         raise UserError("--compare-base needs --adapter-path RUN")

@@ -19,7 +19,7 @@ from derta_mlx.eval.prompts import build_prompt, resolve_attack
 from derta_mlx.eval.scoring import score
 from derta_mlx.eval.suites import HELPFUL_KINDS, Suite
 from derta_mlx.probe.coherence import classify
-from derta_mlx.probe.positions import first_refusal_token
+from derta_mlx.probe.first_refusal import first_refusal_token
 
 
 @dataclass(frozen=True)

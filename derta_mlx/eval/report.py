@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence
 
 from derta_mlx.common.errors import UserError
 from derta_mlx.probe.coherence import CLASSES, classify
-from derta_mlx.probe.positions import FIRST_REFUSAL_BUCKETS
+from derta_mlx.probe.first_refusal import FIRST_REFUSAL_BUCKETS
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

@@ -10,13 +10,14 @@ from dataclasses import asdict
 from typing import Callable
 
 from derta_mlx.common.atomic import write_json
+from derta_mlx.probe.curves import ProbeExample
 from derta_mlx.probe.helpfulness import (
     BENIGN_HELDOUT,
     answer_benign,
     read_benign,
     summarise_helpfulness,
 )
-from derta_mlx.probe.positions import ProbeExample, probe_examples, summarise
+from derta_mlx.probe.positions import probe_examples, summarise
 
 PROBE_POSITIONS = (0, 5, 10, 20, 40)
 CONTINUATION_TOKENS = 16

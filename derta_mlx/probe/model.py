@@ -15,7 +15,7 @@ from derta_mlx.data.formats import SafetyTriple, read_rows
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
 from derta_mlx.models.loading import ensure_local, find_model
-from derta_mlx.probe.positions import ProbeExample
+from derta_mlx.probe.curves import ProbeExample
 from derta_mlx.train.config import load_config
 
 

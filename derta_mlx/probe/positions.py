@@ -1,7 +1,7 @@
 """Probing refusal inside a harmful answer (the quantity DeRTa trains).
 
-  refusal_curves   teacher-forced: one forward pass over prompt + harmful response gives
-                   P(refusal token | q, first k harmful tokens) for every k (batched).
+  (curves.py       teacher-forced: one forward pass over prompt + harmful response gives
+                   P(refusal token | q, first k harmful tokens) for every k, batched)
   probe_examples   continuation: prompt + the first k harmful units (tokens or words), decoded
                    greedily, judged by the refusal detector and put in a coherence class
                    (coherence.py: a refusal sentence, a re-refusal or a token loop), next to the
@@ -22,10 +22,18 @@ import numpy as np
 
 from derta_mlx.data.detector import detect_refusal
 from derta_mlx.data.prefix import word_ends
-from derta_mlx.data.segments import continuation_ids, prompt_ids
+from derta_mlx.data.segments import continuation_ids
 from derta_mlx.data.templates import Template
 from derta_mlx.models.logits import logits_at
 from derta_mlx.probe.coherence import classify
+from derta_mlx.probe.curves import (
+    Curve,
+    ProbeExample,
+    example_ids,
+    next_refusal_probs,
+    padded,
+    refusal_mass,
+)
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -34,19 +42,6 @@ Progress = Optional[Callable[[int, int], None]]
 # the embedded model on 2 CPU cores: 15.9 s at 32, 11.6 s at 64).
 DECODE_BATCH = 64
 PREFILL_BATCH = 8  # examples prefilled together by probe_examples
-
-
-@dataclass(frozen=True)
-class ProbeExample:
-    question: str
-    harmful_response: str
-    id: str = ""
-
-
-@dataclass(frozen=True)
-class Curve:
-    example_id: str
-    p_refusal: np.ndarray  # (|r|+1,): [k] = P(any refusal token | q, first k harmful tokens)
 
 
 @dataclass(frozen=True)
@@ -78,67 +73,6 @@ class PositionSummary:
     re_refusal: float = 0.0  # ... that refuse, then start refusing again
     token_loop: float = 0.0  # ... that repeat one word (refusing or not)
     mean_p_again: float = float("nan")  # mean P(refusal token again) after the refusal token
-
-
-def example_ids(tokenizer, template: Template, example: ProbeExample):
-    """(prompt ids, harmful ids) built per segment exactly as training builds them."""
-    prompt = prompt_ids(tokenizer, template.prompt(example.question, tokenizer))
-    harmful = continuation_ids(tokenizer, template.response_lead + example.harmful_response)
-    return prompt, harmful
-
-
-def _padded(sequences: List[List[int]]) -> np.ndarray:
-    width = max(len(s) for s in sequences)
-    batch = np.zeros((len(sequences), width), dtype=np.int32)
-    for row, sequence in enumerate(sequences):
-        batch[row, : len(sequence)] = sequence
-    return batch
-
-
-def _refusal_mass(logits: mx.array, refusal_ids: List[int]) -> np.ndarray:
-    """P(any refusal token) from (N, vocab) logits."""
-    return np.array(mx.softmax(logits.astype(mx.float32), axis=-1)[:, refusal_ids].sum(axis=-1))
-
-
-def _refusal_probs_at(model, batch: np.ndarray, positions: List[int], refusal_ids: List[int]) -> np.ndarray:
-    """P(any refusal token) at flat `positions` of a right-padded batch; the LM head runs only
-    there (logits.py), not over every prompt token."""
-    return _refusal_mass(logits_at(model, mx.array(batch), mx.array(positions, dtype=mx.int32)), refusal_ids)
-
-
-def refusal_curves(model, tokenizer, template: Template, examples: Sequence[ProbeExample],
-                   refusal_ids: Sequence[int], batch_size: int = 8) -> List[Curve]:
-    """Teacher-forced curves of many examples, batched (right-padded; padding never read)."""
-    curves = []
-    ids = list(refusal_ids)
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        pairs = [example_ids(tokenizer, template, e) for e in chunk]
-        batch = _padded([p + h for p, h in pairs])
-        spans = [(row * batch.shape[1] + len(p) - 1, row * batch.shape[1] + len(p) + len(h))
-                 for row, (p, h) in enumerate(pairs)]
-        probs = _refusal_probs_at(model, batch, [i for a, b in spans for i in range(a, b)], ids)
-        offset = 0
-        for example, (a, b) in zip(chunk, spans):
-            curves.append(Curve(example.id, probs[offset : offset + b - a]))
-            offset += b - a
-    return curves
-
-
-def next_refusal_probs(model, sequences: List[List[int]], refusal_ids: Sequence[int],
-                       batch_size: int = 8) -> List[float]:
-    """P(any refusal token | sequence) at the end of each sequence, batched (right-padded)."""
-    out = []
-    for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start : start + batch_size]
-        batch = _padded(chunk)
-        last = [row * batch.shape[1] + len(s) - 1 for row, s in enumerate(chunk)]
-        out.extend(_refusal_probs_at(model, batch, last, list(refusal_ids)).tolist())
-    return out
-
-
-def refusal_curve(model, tokenizer, template: Template, example: ProbeExample, refusal_ids) -> Curve:
-    return refusal_curves(model, tokenizer, template, [example], refusal_ids)[0]
 
 
 def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 32,
@@ -212,7 +146,7 @@ def _next_token_probs(model, caches: List[list], token: int, refusal_ids: List[i
     for start in range(0, len(caches), batch_size):
         chunk = caches[start : start + batch_size]
         merged = [BatchKVCache.merge([rows[layer] for rows in chunk]) for layer in range(len(chunk[0]))]
-        out.extend(_refusal_mass(model(mx.array([[token]] * len(chunk)), cache=merged)[:, -1], refusal_ids).tolist())
+        out.extend(refusal_mass(model(mx.array([[token]] * len(chunk)), cache=merged)[:, -1], refusal_ids).tolist())
     return out
 
 
@@ -259,13 +193,13 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
                                                        if unit == "word" else positions)]
                       for example, (_, harmful) in zip(chunk, pairs)]
         keep = [len(p) + len(h) if full_curve else len(p) + max(c) for (p, h), c in zip(pairs, chunk_cuts)]
-        batch = _padded([(p + h)[:n] for (p, h), n in zip(pairs, keep)])
+        batch = padded([(p + h)[:n] for (p, h), n in zip(pairs, keep)])
         width = batch.shape[1]
         reads = [list(range(len(p) - 1, len(p) + len(h))) if full_curve else [len(p) - 1 + k for k in c]
                  for (p, h), c in zip(pairs, chunk_cuts)]
         flat = mx.array([row * width + i for row, r in enumerate(reads) for i in r], dtype=mx.int32)
         cache = make_prompt_cache(model) if branching else None
-        probs = _refusal_mass(logits_at(model, mx.array(batch), flat, cache), ids)
+        probs = refusal_mass(logits_at(model, mx.array(batch), flat, cache), ids)
         offset = 0
         for row, (example, (prompt, harmful), read, row_cuts) in enumerate(zip(chunk, pairs, reads, chunk_cuts)):
             curve = np.full(len(harmful) + 1, np.nan, dtype=np.float32)
@@ -319,34 +253,3 @@ def summarise(results: Sequence[ExampleProbe], positions: Sequence[int]) -> List
                                    float(np.mean([c.p_again for c in cells]))))
     return out
 
-
-# The paper's Fig. 4 buckets for where a refusal starts, in tokens of the response.
-FIRST_REFUSAL_BUCKETS = ((1, 1, "1"), (2, 5, "2-5"), (6, 30, "6-30"), (31, 10**9, ">30"))
-
-
-def first_refusal_token(tokenizer, text: str):
-    """1-based token position where the refusal starts in a generated `text`, or None. A space
-    just before the refusal belongs to its token (" Sorry" is one token), so " Sorry, ..."
-    refuses at 1; a newline is a token of its own."""
-    verdict = detect_refusal(text)
-    if not verdict.refuses:
-        return None
-    return len(continuation_ids(tokenizer, text[: verdict.start].rstrip(" "))) + 1
-
-
-def first_refusal_histogram(tokenizer, texts: Sequence[str]) -> dict:
-    """How many responses start refusing at token 1, 2-5, 6-30, >30, or never."""
-    found = [first_refusal_token(tokenizer, text) for text in texts]
-    histogram = {label: sum(1 for p in found if p is not None and lo <= p <= hi)
-                 for lo, hi, label in FIRST_REFUSAL_BUCKETS}
-    histogram["no refusal"] = sum(1 for p in found if p is None)
-    return histogram
-
-
-def top_next_tokens(model, tokenizer, template: Template, example: ProbeExample, k: int, top: int = 5):
-    """The `top` most likely next tokens after k harmful tokens: [(text, probability)]."""
-    prompt, harmful = example_ids(tokenizer, template, example)
-    logits = model(mx.array([prompt + harmful[: min(k, len(harmful))]]))[0, -1].astype(mx.float32)
-    probs = np.array(mx.softmax(logits))
-    best = np.argsort(-probs)[:top]
-    return [(tokenizer.decode([int(i)]), float(probs[i])) for i in best]
