@@ -21,6 +21,7 @@ from pathlib import Path
 
 from derta_mlx.common import atomic
 from derta_mlx.common.assets import LLAMA3_TIKTOKEN, MISTRAL_SPM, asset_path
+from derta_mlx.common.bpe import split_merges
 
 FAMILIES = ("llama3", "mistral")
 
@@ -132,17 +133,10 @@ def _build_llama3(source: Path):
     def text(token: bytes) -> str:
         return "".join(chars[b] for b in token)
 
-    # tiktoken merges the adjacent pair whose concatenation has the lowest rank. Listing every
-    # split of every token, ranked by the token, makes BPE's pair priorities agree with that.
-    merges = []
-    for token, rank in ranks.items():
-        for cut in range(1, len(token)):
-            left, right = token[:cut], token[cut:]
-            if left in ranks and right in ranks:
-                merges.append((rank, ranks[left], ranks[right], left, right))
-    merges.sort()
+    # tiktoken merges the adjacent pair whose concatenation has the lowest rank.
+    merges = split_merges(ranks, lambda token, left, right: (ranks[token], ranks[left], ranks[right]))
     vocab = {text(token): rank for token, rank in ranks.items()}
-    model = BPE(vocab=vocab, merges=[(text(m[3]), text(m[4])) for m in merges], ignore_merges=True)
+    model = BPE(vocab=vocab, merges=[(text(left), text(right)) for left, right in merges], ignore_merges=True)
 
     tokenizer = Tokenizer(model)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -182,16 +176,10 @@ def _build_mistral(source: Path):
         return not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i) or sp.is_unused(i))
 
     pieces = {sp.id_to_piece(i): i for i in range(size) if normal(i)}
-    ranked = []
-    for piece, i in pieces.items():
-        for cut in range(1, len(piece)):
-            left, right = piece[:cut], piece[cut:]
-            if left in pieces and right in pieces:
-                ranked.append((-sp.get_score(i), i, left, right))
-    ranked.sort()
+    merges = split_merges(pieces, lambda piece, left, right: (-sp.get_score(pieces[piece]), pieces[piece]))
     model = BPE(
         vocab=vocab,
-        merges=[(left, right) for _, _, left, right in ranked],
+        merges=merges,
         unk_token=sp.id_to_piece(sp.unk_id()),
         fuse_unk=True,
         byte_fallback=True,

@@ -9,6 +9,7 @@ from typing import Optional, Union
 import mlx.core as mx
 import numpy as np
 
+from derta_mlx.common.bpe import split_merges
 from derta_mlx.models.gguf.header import GGUFError, metadata_value
 
 # llama.cpp's token types (tokenizer.ggml.token_type).
@@ -95,18 +96,11 @@ def _sentencepiece_model(metadata: dict, tokens: list, types: list, unk: Optiona
     for i, token in enumerate(tokens):
         vocab.setdefault(token, i)
     # SentencePiece BPE merges the adjacent pair whose concatenation scores highest; only normal
-    # pieces take part. Every split of every piece, ranked by the piece's score, gives BPE the
-    # same priorities.
+    # pieces take part.
     normal = {token: i for i, token in enumerate(tokens) if types[i] == NORMAL}
-    ranked = []
-    for piece, i in normal.items():
-        for cut in range(1, len(piece)):
-            left, right = piece[:cut], piece[cut:]
-            if left in normal and right in normal:
-                ranked.append((-scores[i], i, left, right))
-    ranked.sort()
+    merges = split_merges(normal, lambda piece, left, right: (-scores[normal[piece]], normal[piece]))
     model = models.BPE(
-        vocab=vocab, merges=[(left, right) for _, _, left, right in ranked],
+        vocab=vocab, merges=merges,
         unk_token=unk, fuse_unk=True, byte_fallback=True,
     )  # fmt: skip
     # llama.cpp replaces spaces by "▁" and, with add_space_prefix (default on), puts one before
