@@ -127,7 +127,7 @@ def main(argv=None) -> None:
 
     _, grads0 = loss_and_grad(model, *loss_args, scales)
     mx.eval(grads0)
-    def with_kernels(fn):  # as trainer.train runs its loop (cpu_kernels.py; CPU only)
+    def with_kernels(fn):  # as trainer.train runs its loop (accel/kernels.py; CPU only)
         def run():
             with training_kernels(model):
                 return fn()
@@ -136,13 +136,13 @@ def main(argv=None) -> None:
 
     parts = {
         "whole step (trainer's loss_and_grad + AdamW)": (with_kernels(step), 1),
-        "whole step without cpu_kernels' attention": (step, 1),
+        "whole step without accel.kernels' attention": (step, 1),
         "whole step, mx.compile (fixed shapes)": (lambda: mx.eval(compiled_step(*loss_args, scales), state), 1),
         "forward only": (forward, 1),
         "block forward+backward": (with_kernels(grad_of(lambda x: block(x, mask))), n_blocks),
         "  7 LoRA linears, backward only (linear: no forward needed)": (grad_of(projections), n_blocks),
         "  attention (mx.fast.sdpa) fwd+bwd": (lambda: mx.eval(grads_q(q)), n_blocks),
-        "  attention (cpu_kernels) fwd+bwd": (lambda: mx.eval(grads_ours(q)), n_blocks),
+        "  attention (accel.kernels) fwd+bwd": (lambda: mx.eval(grads_ours(q)), n_blocks),
         "  SwiGLU (mlx-lm) fwd+bwd": (swiglu_grad(mlx_lm_swiglu), n_blocks),
         "  2 RMS norms fwd+bwd": (grad_of(norms), n_blocks),
         "final norm + LM head + cross-entropy fwd+bwd": (lambda: mx.eval(head_grad(hidden)), 1),

@@ -1,12 +1,12 @@
 """The compute path on this machine: Metal on a Mac; on a Linux CPU, a fast BLAS when one loads.
 
-MLX's Linux CPU wheel ships the reference BLAS (about 6 GFLOP/s float32 matmul on our 2-core
-machines). Interposed with LD_PRELOAD, the system OpenBLAS (Debian: libopenblas0-pthread) gives
-about 210 on the same machine and Intel's MKL from the `mkl` wheel (a pip dependency on Linux
-x86_64, so a fresh machine has it, runtime libraries included) about 190; the `cmeel-openblas`
-wheel (the dependency on other Linux machines) about 45 and only where libgfortran.so.5 is
-installed (`python bench/matmul.py`). A shared library can only be preloaded before the process
-starts, so the CLI re-executes itself once with LD_PRELOAD set. Nothing changes on macOS, and
+MLX's Linux CPU wheel ships the reference BLAS, tens of times slower at float32 matmul than the
+system OpenBLAS (Debian: libopenblas0-pthread) or Intel's MKL from the `mkl` wheel (a pip
+dependency on Linux x86_64, so a fresh machine has it, runtime libraries included), interposed
+with LD_PRELOAD; the `cmeel-openblas` wheel (the dependency on other Linux machines) loads only
+where libgfortran.so.5 is installed. `python bench/matmul.py` measures each; the README has the
+numbers. A shared library can only be preloaded before the process starts, so the CLI
+re-executes itself once with LD_PRELOAD set. Nothing changes on macOS, and
 DERTA_MLX_BLAS=reference turns it off.
 """
 
@@ -91,8 +91,8 @@ def keep_freed_memory() -> bool:
 
     MLX's CPU backend mallocs every array and frees it when done; glibc serves big blocks with
     mmap and unmaps them on free, so every step of training faulted in fresh zeroed pages for
-    every activation (~300k page faults and ~1 s of kernel time per step on bench/vs_torch.py's
-    39m shape, and a 130 MB add took 100 ms instead of 7). Serving them from the heap and never
+    every activation (README, "Speed and memory": page faults cost about a second of kernel time
+    per step on bench/vs_torch.py's 39m shape). Serving them from the heap and never
     trimming it reuses the pages; the process keeps its peak size, which training reaches anyway.
     Returns whether the setting took."""
     if not sys.platform.startswith("linux") or os.environ.get("DERTA_MLX_MALLOC", "").lower() == "default":

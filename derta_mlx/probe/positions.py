@@ -38,8 +38,7 @@ from derta_mlx.probe.curves import (
 Progress = Optional[Callable[[int, int], None]]
 
 # Sequences decoded at once (mlx-lm's completion_batch_size, 32 by default): decoding reads every
-# weight once per step, so wider steps cost less per token (150 continuations of 16 tokens with
-# the embedded model on 2 CPU cores: 15.9 s at 32, 11.6 s at 64).
+# weight once per step, so wider steps cost less per token (measured: bench/probe_speed.py).
 DECODE_BATCH = 64
 PREFILL_BATCH = 8  # examples prefilled together by probe_examples
 
@@ -90,7 +89,7 @@ def continue_many(model, tokenizer, prompts: List[List[int]], max_tokens: int = 
     if progress:
         sampler = _counting(sampler, lambda tokens: progress(min(tokens // max_tokens, len(prompts) - 1), len(prompts)))
     # Prompts after a cache are a token or two: read them all in one step (mlx-lm reads 8 at a
-    # time, sized for whole prompts; 8 s of the main job's 28 s probe went there).
+    # time, sized for whole prompts, which cost the main job's probe about a third of its time).
     short = {"prefill_batch_size": DECODE_BATCH} if caches is not None else {}
     texts = batch_generate(model, tokenizer, prompts, prompt_caches=caches, max_tokens=max_tokens, sampler=sampler,
                            completion_batch_size=DECODE_BATCH, **short).texts

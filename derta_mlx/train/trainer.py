@@ -173,8 +173,6 @@ def train(
     window_start = time.perf_counter()
     mx.reset_peak_memory()
     stopped = False
-    # mlx-lm's own attention: with MLX 0.32 it beats cpu_kernels.attention on the CPU
-    # (bench/profile_step.py: whole step 3.5 s against 6.0 s; the demo 164 against 32 tokens/s).
     with open(run_dir / "metrics.jsonl" if world.main else os.devnull, "a", encoding="utf-8") as log:
 
         def write(row: dict) -> None:
