@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from derta_mlx.common.atomic import write_json, write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.probe.coherence import CLASSES, classify
 from derta_mlx.probe.first_refusal import FIRST_REFUSAL_BUCKETS
@@ -155,8 +156,6 @@ def plot(path, report: dict) -> None:
 
 
 def write_report(out_dir: Path, report: dict) -> str:
-    from derta_mlx.common.atomic import write_json, write_text
-
     text = markdown(report)
     write_json(out_dir / REPORT_JSON, report)
     write_text(out_dir / REPORT_MD, text)

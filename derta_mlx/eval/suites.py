@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from derta_mlx.data.formats import DataError, Where, iter_json_lines
+from derta_mlx.eval.scoring import gsm8k_gold
 
 # safety: ASR; completion: ASR of raw-text continuation prompts; the rest: helpfulness
 KINDS = ("safety", "completion", "gsm8k", "mmlu", "open")
@@ -93,8 +94,6 @@ def _item(obj, where: Where, kind: str, index: int) -> SuiteItem:
     if kind == "mmlu" and not MMLU_GOLD.match(str(answer)):
         raise DataError(f"{where}: an MMLU answer must be an option letter such as \"B\" or \"(B)\", got {answer!r}")
     if kind == "gsm8k":
-        from derta_mlx.eval.scoring import gsm8k_gold
-
         if gsm8k_gold(str(answer)) is None:
             raise DataError(f"{where}: no number in the GSM8K answer {str(answer)[:40]!r}")
     return SuiteItem(str(item_id), question, None if answer is None else str(answer), where)
