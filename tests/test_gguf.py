@@ -342,8 +342,9 @@ def test_missing_junk_and_truncated_files_are_refused(tmp_path):
 
     tiny_llama(tmp_path / "tiny.gguf")
     whole = (tmp_path / "tiny.gguf").read_bytes()
-    for cut, match in ((6, "header is truncated"), (2000, "header is truncated"),
-                       (len(whole) - 100, "cannot read it as GGUF.*extends past the end")):  # fmt: skip
+    # llama.cpp's reader maps the tensor data too, so a file cut inside it is refused before MLX reads it
+    for cut in (6, 2000, len(whole) - 100):
+        match = "header is truncated or corrupt"
         (tmp_path / "cut.gguf").write_bytes(whole[:cut])
         _refused(tmp_path / "cut.gguf", out, match)
 
