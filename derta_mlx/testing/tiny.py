@@ -5,7 +5,6 @@ second, for tests and benchmarks that need a model whose token ids are those of 
 family ("Sorry" is 19701 in LLaMA-3, 23166 in Mistral) without downloading gigabytes.
 """
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -87,15 +86,10 @@ def model_config(spec: TinySpec, n_vocab: int) -> dict:
         # What built it, for people and for the cache; mlx-lm ignores unknown keys.
         "derta_mlx_tiny": {**asdict(spec), "build_version": BUILD_VERSION},
     }
-    if spec.quantize_bits:
-        # As mlx_lm.utils.quantize_model/save_config write it; load() re-quantises from it.
-        quantization = {"group_size": spec.group_size, "bits": spec.quantize_bits, "mode": "affine"}
-        config["quantization"] = quantization
-        config["quantization_config"] = dict(quantization)
     return config
 
 
-def init_weights(spec: TinySpec, config: dict) -> dict:
+def init_weights(spec: TinySpec, config: dict):
     """Random weights, from numpy's generator so a seed gives the same model everywhere.
 
     Each matrix is N(0, 1/fan_in) unless spec.init_std is set: activations keep unit scale
@@ -104,12 +98,12 @@ def init_weights(spec: TinySpec, config: dict) -> dict:
     span only about +-1, which caps what training can show.
     """
     import mlx.core as mx
-    import mlx.nn as nn
     import numpy as np
     from mlx.utils import tree_flatten, tree_unflatten
     from mlx_lm.models import (
         llama,  # both families are LLaMA-shaped (mlx-lm maps mistral to it)
     )
+    from mlx_lm.utils import quantize_model
 
     model = llama.Model(llama.ModelArgs.from_dict(config))
     rng = np.random.default_rng(spec.seed)
@@ -123,16 +117,11 @@ def init_weights(spec: TinySpec, config: dict) -> dict:
             array = rng.standard_normal(value.shape, dtype=np.float32) * np.float32(std)
         params.append((name, mx.array(array).astype(dtype)))
     model.update(tree_unflatten(params))
-    if spec.quantize_bits:
-        nn.quantize(
-            model,
-            group_size=spec.group_size,
-            bits=spec.quantize_bits,
-            class_predicate=lambda _, m: hasattr(m, "to_quantized") and m.weight.shape[-1] % spec.group_size == 0,
-        )
+    if spec.quantize_bits:  # mlx-lm's own quantiser, which also records it in the config
+        model, config = quantize_model(model, config, spec.group_size, spec.quantize_bits)
     weights = dict(tree_flatten(model.parameters()))
     mx.eval(weights)
-    return weights
+    return weights, config
 
 
 def _install(tmp: Path, out_dir: Path, replace: bool) -> bool:
@@ -156,15 +145,16 @@ def _install(tmp: Path, out_dir: Path, replace: bool) -> bool:
 
 def _build(spec: TinySpec, out_dir, replace: bool) -> Path:
     import mlx.core as mx
+    from mlx_lm.utils import save_config
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = unique_tmp(out_dir)
     try:
         write_tokenizer(spec.family, tmp, instruct=spec.instruct)
-        config = model_config(spec, vocab_size(spec.family))
-        mx.save_safetensors(str(tmp / "model.safetensors"), init_weights(spec, config), metadata={"format": "mlx"})
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        weights, config = init_weights(spec, model_config(spec, vocab_size(spec.family)))
+        mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "mlx"})
+        save_config(config, tmp / "config.json")
         _install(tmp, out_dir, replace)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

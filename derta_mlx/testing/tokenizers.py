@@ -26,7 +26,7 @@ from derta_mlx.common.bpe import split_merges
 FAMILIES = ("llama3", "mistral")
 
 # Bump when the files written change, so that cached tokenizers and models are rebuilt.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
