@@ -26,7 +26,7 @@ from derta_mlx.common.bpe import split_merges
 FAMILIES = ("llama3", "mistral")
 
 # Bump when the files written change, so that cached tokenizers and models are rebuilt.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -85,18 +85,6 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 # --- tokenizer.json builders ----------------------------------------------------------------
 
 
-def _gpt2_byte_chars() -> dict:
-    """Byte -> printable character, the byte-level alphabet of GPT-2 style tokenizer.json files."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return chars
-
-
 def llama3_special_tokens() -> list:
     """Meta-Llama-3's 256 special tokens, in id order from 128000."""
     reserved = [f"<|reserved_special_token_{i}|>" for i in range(251)]
@@ -117,35 +105,13 @@ def read_tiktoken_ranks(path) -> dict:
 
 
 def _build_llama3(source: Path):
-    from tokenizers import (
-        AddedToken,
-        Regex,
-        Tokenizer,
-        decoders,
-        pre_tokenizers,
-        processors,
-    )
-    from tokenizers.models import BPE
+    from tokenizers import AddedToken, processors
+    from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    ranks = read_tiktoken_ranks(source)
-    chars = _gpt2_byte_chars()
-
-    def text(token: bytes) -> str:
-        return "".join(chars[b] for b in token)
-
-    # tiktoken merges the adjacent pair whose concatenation has the lowest rank.
-    merges = split_merges(ranks, lambda token, left, right: (ranks[token], ranks[left], ranks[right]))
-    vocab = {text(token): rank for token, rank in ranks.items()}
-    model = BPE(vocab=vocab, merges=[(text(left), text(right)) for left, right in merges], ignore_merges=True)
-
-    tokenizer = Tokenizer(model)
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
+    # transformers' converter: byte-level BPE whose merges follow tiktoken's ranks, the split
+    # regex, the byte-level decoder. The special tokens and BOS are added here (its keyword for
+    # them changed between transformers versions).
+    tokenizer = TikTokenConverter(vocab_file=str(source), pattern=LLAMA3_PATTERN).converted()
     tokenizer.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in llama3_special_tokens()])
     bos_id = tokenizer.token_to_id(LLAMA3_BOS)
     tokenizer.post_processor = processors.Sequence(
