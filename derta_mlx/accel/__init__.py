@@ -7,9 +7,10 @@
   dequantised(model, setting)          (model, done?): a quantised base computing with its float32
                                        values on a CPU (dequantize.py); the model as it is on a GPU
   load_for_inference(path, adapter, setting)   mlx-lm's load with the same rule
-  exp_shifted(x, shift) exp(x - shift) for x <= shift: the fast-exp kernel on a CPU (kernels.py),
-                        mx.exp on a GPU
   is_quantised(model)
+
+The loss uses kernels.exp_shifted(x, shift): exp(x - shift) for x <= shift, the fast exp on a
+CPU and mx.exp on a GPU (kernels.py loads MLX, so this package does not import it).
 """
 
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 # package must not load MLX (the functions that compute import it when called).
 from derta_mlx.accel.blas import describe, keep_freed_memory, reexec_with_openblas
 
-__all__ = ["start", "describe", "training", "dequantised", "load_for_inference", "exp_shifted", "is_quantised"]
+__all__ = ["start", "describe", "training", "dequantised", "load_for_inference", "is_quantised"]
 
 
 def start(script=None) -> None:
@@ -53,13 +54,3 @@ def load_for_inference(path, adapter_path=None, dequantize: str = "auto"):
 
     return load(path, adapter_path, dequantize)
 
-
-def exp_shifted(x, shift):
-    """exp(x - shift) where shift >= max(x): on a CPU without MLX's slow exp."""
-    from derta_mlx.accel.kernels import exp_shifted_cpu, on_cpu
-
-    if on_cpu():
-        return exp_shifted_cpu(x, shift)
-    import mlx.core as mx
-
-    return mx.exp(x - shift)

@@ -39,8 +39,13 @@ exp_nonpositive = mx.compile(_exp_nonpositive)  # not shapeless: the bit view ne
 
 
 @mx.compile
-def exp_shifted_cpu(x, shift):  # exp(x - shift) in one pass, for shift >= max(x)
+def _exp_shifted_cpu(x, shift):  # exp(x - shift) in one pass, for shift >= max(x)
     return _exp_nonpositive(x - shift)
+
+
+def exp_shifted(x, shift):
+    """exp(x - shift) where shift >= max(x): on a CPU without MLX's slow exp, mx.exp on a GPU."""
+    return _exp_shifted_cpu(x, shift) if on_cpu() else mx.exp(x - shift)
 
 
 def on_cpu() -> bool:

@@ -4,13 +4,13 @@ After the matmuls, a training step's largest cost is the (tokens x vocabulary) l
 the forward pass keeps only the log-sum-exp (one float per token) and the backward pass
 recomputes the softmax from it, fused with the gradient `softmax - one_hot`: no softmax is held
 from the forward to the backward pass (mlx's `nn.losses.cross_entropy` holds more), and on the
-CPU both exponentials are accel.exp_shifted, the shift fused into a fast exp (MLX's own CPU exp is
+CPU both exponentials are accel/kernels.exp_shifted, the shift fused into a fast exp (MLX's own CPU exp is
 slow: see accel/kernels.py). On a GPU that is `mx.exp` as it is.
 """
 
 import mlx.core as mx
 
-from derta_mlx.accel import exp_shifted
+from derta_mlx.accel.kernels import exp_shifted
 
 
 @mx.compile
