@@ -17,7 +17,7 @@ from derta_mlx.probe.helpfulness import (
     read_benign,
     summarise_helpfulness,
 )
-from derta_mlx.probe.positions import probe_examples, summarise
+from derta_mlx.probe.positions import probe_examples, probe_steps, summarise
 
 PROBE_POSITIONS = (0, 5, 10, 20, 40)
 CONTINUATION_TOKENS = 16
@@ -33,8 +33,7 @@ def measure(model, tokenizer, template, refusal, examples, label: str, notify: C
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     notify(f"Probing refusal {label}: {len(examples)} held-out questions x "
            f"{len(PROBE_POSITIONS)} positions, {CONTINUATION_TOKENS} tokens each")
-    steps = len(examples) * (1 + len(PROBE_POSITIONS))  # prefills, then continuations
-    with bar(f"Probing {label}", steps, "steps") as progress:
+    with bar(f"Probing {label}", probe_steps(len(examples), len(PROBE_POSITIONS)), "steps") as progress:
         results = probe_examples(model, tokenizer, template, ids, examples, PROBE_POSITIONS,
                                  max_tokens=CONTINUATION_TOKENS, refusal_token=refusal.token_id,
                                  progress=progress, full_curve=False)

@@ -26,7 +26,6 @@ class Curve:
     p_refusal: np.ndarray  # (|r|+1,): [k] = P(any refusal token | q, first k harmful tokens)
 
 
-
 def example_ids(tokenizer, template: Template, example: ProbeExample):
     """(prompt ids, harmful ids) built per segment exactly as training builds them."""
     prompt = prompt_ids(tokenizer, template.prompt(example.question, tokenizer))
@@ -47,10 +46,12 @@ def refusal_mass(logits: mx.array, refusal_ids: List[int]) -> np.ndarray:
     return np.array(mx.softmax(logits.astype(mx.float32), axis=-1)[:, refusal_ids].sum(axis=-1))
 
 
-def _refusal_probs_at(model, batch: np.ndarray, positions: List[int], refusal_ids: List[int]) -> np.ndarray:
+def refusal_probs_at(model, batch: np.ndarray, positions: List[int], refusal_ids: List[int],
+                     cache=None) -> np.ndarray:
     """P(any refusal token) at flat `positions` of a right-padded batch; the LM head runs only
-    there (logits.py), not over every prompt token."""
-    return refusal_mass(logits_at(model, mx.array(batch), mx.array(positions, dtype=mx.int32)), refusal_ids)
+    there (logits.py), not over every prompt token. `cache` (mlx-lm's) is filled on the way."""
+    positions = mx.array(positions, dtype=mx.int32)
+    return refusal_mass(logits_at(model, mx.array(batch), positions, cache), refusal_ids)
 
 
 def refusal_curves(model, tokenizer, template: Template, examples: Sequence[ProbeExample],
@@ -64,7 +65,7 @@ def refusal_curves(model, tokenizer, template: Template, examples: Sequence[Prob
         batch = padded([p + h for p, h in pairs])
         spans = [(row * batch.shape[1] + len(p) - 1, row * batch.shape[1] + len(p) + len(h))
                  for row, (p, h) in enumerate(pairs)]
-        probs = _refusal_probs_at(model, batch, [i for a, b in spans for i in range(a, b)], ids)
+        probs = refusal_probs_at(model, batch, [i for a, b in spans for i in range(a, b)], ids)
         offset = 0
         for example, (a, b) in zip(chunk, spans):
             curves.append(Curve(example.id, probs[offset : offset + b - a]))
@@ -80,7 +81,7 @@ def next_refusal_probs(model, sequences: List[List[int]], refusal_ids: Sequence[
         chunk = sequences[start : start + batch_size]
         batch = padded(chunk)
         last = [row * batch.shape[1] + len(s) - 1 for row, s in enumerate(chunk)]
-        out.extend(_refusal_probs_at(model, batch, last, list(refusal_ids)).tolist())
+        out.extend(refusal_probs_at(model, batch, last, list(refusal_ids)).tolist())
     return out
 
 

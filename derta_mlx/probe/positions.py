@@ -24,7 +24,6 @@ from derta_mlx.data.detector import detect_refusal
 from derta_mlx.data.prefix import word_ends
 from derta_mlx.data.segments import continuation_ids
 from derta_mlx.data.templates import Template
-from derta_mlx.models.logits import logits_at
 from derta_mlx.probe.coherence import classify
 from derta_mlx.probe.curves import (
     Curve,
@@ -33,6 +32,7 @@ from derta_mlx.probe.curves import (
     next_refusal_probs,
     padded,
     refusal_mass,
+    refusal_probs_at,
 )
 
 Progress = Optional[Callable[[int, int], None]]
@@ -156,6 +156,11 @@ def _can_branch(model) -> bool:
     return all(type(c) is KVCache for c in make_prompt_cache(model))
 
 
+def probe_steps(n_examples: int, n_positions: int) -> int:
+    """What probe_examples' progress counts to: each example prefilled, then each continuation."""
+    return n_examples * (1 + n_positions)
+
+
 def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[int],
                    examples: Sequence[ProbeExample], positions: Sequence[int], unit: str = "token",
                    max_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
@@ -179,7 +184,7 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
     ids = list(refusal_ids)
     branching = branch and _can_branch(model)
     curves, prompts, cuts, caches, full_caches = [], [], [], [], []
-    total = len(examples) * (1 + len(positions))
+    total = probe_steps(len(examples), len(positions))
 
     def report(done):
         if progress:
@@ -196,9 +201,9 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
         width = batch.shape[1]
         reads = [list(range(len(p) - 1, len(p) + len(h))) if full_curve else [len(p) - 1 + k for k in c]
                  for (p, h), c in zip(pairs, chunk_cuts)]
-        flat = mx.array([row * width + i for row, r in enumerate(reads) for i in r], dtype=mx.int32)
+        flat = [row * width + i for row, r in enumerate(reads) for i in r]
         cache = make_prompt_cache(model) if branching else None
-        probs = refusal_mass(logits_at(model, mx.array(batch), flat, cache), ids)
+        probs = refusal_probs_at(model, batch, flat, ids, cache)
         offset = 0
         for row, (example, (prompt, harmful), read, row_cuts) in enumerate(zip(chunk, pairs, reads, chunk_cuts)):
             curve = np.full(len(harmful) + 1, np.nan, dtype=np.float32)
