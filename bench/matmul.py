@@ -77,6 +77,7 @@ def run(size: int, preload, unpin: bool = False) -> dict:
 def main() -> None:
     from derta_mlx.accel.blas import (
         _CANDIDATES,
+        _WHEELS,
         _loads,
         _wheel_library,
         pinned_older_kernels,
@@ -87,8 +88,9 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "matmul.json"))
     args = parser.parse_args()
     system = next((c for c in _CANDIDATES if Path(c).exists()), None)
-    variants = {"bundled BLAS": None, "MKL wheel": _wheel_library("mkl", "libmkl_rt.so"),
-                "cmeel OpenBLAS": _wheel_library("cmeel-openblas", "libopenblas.so"), "system OpenBLAS": system}
+    variants = {"bundled BLAS": None}  # then the wheels the CLI would preload, then the system's
+    variants.update({f"{name} wheel": _wheel_library(dist, stem) for dist, stem, name in _WHEELS})
+    variants["system OpenBLAS"] = system
     pinned = pinned_older_kernels()  # the environment pins older kernels on an AVX-512 CPU
     if pinned and system:
         variants["system, unpinned"] = system

@@ -24,9 +24,8 @@ _CANDIDATES = (
     "/lib/x86_64-linux-gnu/libopenblas.so.0",
     "/usr/lib64/libopenblas.so.0",
 )
-# Wheels that ship a BLAS with the standard cblas_* symbols: (distribution, library file name).
-_WHEELS = (("mkl", "libmkl_rt.so"), ("cmeel-openblas", "libopenblas.so"))
-_NAMES = {"mkl": "Intel MKL", "cmeel-openblas": "OpenBLAS"}
+# Wheels that ship a BLAS with the standard cblas_* symbols: (distribution, library file name, BLAS).
+_WHEELS = (("mkl", "libmkl_rt.so", "Intel MKL"), ("cmeel-openblas", "libopenblas.so", "OpenBLAS"))
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,10 @@ def _candidates() -> Iterator[Blas]:
         system.append(name)
     for path in system:
         yield Blas("OpenBLAS", path, "system")
-    for distribution, stem in _WHEELS:
+    for distribution, stem, name in _WHEELS:
         path = _wheel_library(distribution, stem)
         if path:
-            yield Blas(_NAMES[distribution], path, distribution)
+            yield Blas(name, path, distribution)
 
 
 def find_blas() -> Optional[Blas]:

@@ -18,6 +18,8 @@ from derta_mlx.data.formats import (
 
 KINDS = {SafetyTriple: "safety triples", DertaRow: "DeRTa rows", HelpfulRow: "helpfulness rows",
          QuestionRow: "evaluation questions"}
+
+
 def _notify(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -63,6 +65,7 @@ def data_stats(rows, tokenizer) -> dict:
 
 
 def cmd_stats(args) -> int:
+    from derta_mlx.common.progress import Bar
     from derta_mlx.data.instances import build_instances
     from derta_mlx.train.config import TrainConfig
     from derta_mlx.train.job import make_instance_config, resolve_tokenizer
@@ -71,8 +74,6 @@ def cmd_stats(args) -> int:
     cfg = TrainConfig(model=args.model)
     _, tokenizer, template, refusal = resolve_tokenizer(cfg, _notify)
     stats = data_stats(rows, tokenizer)
-    from derta_mlx.common.progress import Bar
-
     with Bar("Building instances", len(rows), "rows") as bar:
         _, built = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal), bar)
     stats["transition"] = {"refusal_token": refusal.token_id, "refusal_text": refusal.text, **built.as_dict()}
@@ -127,7 +128,6 @@ def cmd_build(args) -> int:
 
 
 def register(commands) -> None:
-
     raw = argparse.RawDescriptionHelpFormatter
     parser = commands.add_parser("data", help="validate, describe and build training data",
                                  description="Training and evaluation data in JSON Lines.")

@@ -19,6 +19,7 @@ EPILOG = """examples:
   derta-mlx train --dry-run --model llama3-8b-4bit --device gpu --memory-gb 16   # will it fit on a 16 GB Mac?
 """
 
+
 class Progress:
     """One live line on a terminal (a row per report elsewhere), with loss per term and ETA."""
 

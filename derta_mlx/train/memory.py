@@ -257,13 +257,19 @@ def default_run_gb(model: str, device: str = "gpu", grad_checkpoint: bool = Fals
         arch = arch_for_model(model)
     except UserError:
         return None
+    return _default_run_gb(arch, model, device, grad_checkpoint)
+
+
+def _default_run_gb(arch: Arch, model: str, device: str, grad_checkpoint: bool) -> float:
     cfg = TrainConfig(model=model, grad_checkpoint=grad_checkpoint)
     return estimate(arch, settings_for(cfg, device)).total / GB
 
 
 def train_memory_label(model: str) -> str:
     """"20 / 12 GB": the default run, then with --grad-checkpoint (see default_run_gb)."""
-    plain, checkpointed = default_run_gb(model), default_run_gb(model, grad_checkpoint=True)
-    if plain is None:
+    try:
+        arch = arch_for_model(model)  # read once for both estimates
+    except UserError:
         return "?"
+    plain, checkpointed = (_default_run_gb(arch, model, "gpu", ckpt) for ckpt in (False, True))
     return f"{plain:.0f} / {checkpointed:.0f} GB" if plain >= 10 else f"{plain:.1f} / {checkpointed:.1f} GB"
