@@ -125,6 +125,7 @@ def cmd_run(args) -> int:
         RECORDS,
         generate_records,
         latest_by_key,
+        pending_jobs,
         read_records,
         record_key,
     )
@@ -166,7 +167,7 @@ def cmd_run(args) -> int:
     _notify(f"eval: {len(jobs)} prompts from {len(suites)} suite(s), template {template}, "
             f"max {args.max_tokens} tokens, batch {args.batch_size} -> {out_dir}")
 
-    pending = len(jobs) - len({record_key(r) for r in read_records(records_path)} & {job.key for job in jobs})
+    pending = len(pending_jobs(jobs, records_path))
     if pending < len(jobs):
         _notify(f"  {len(jobs) - pending} of {len(jobs)} prompts have responses in {records_path}; "
                 + ("resuming" if pending else "nothing to generate"))

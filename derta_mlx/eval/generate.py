@@ -84,6 +84,14 @@ def append_records(path: Path, records: Sequence[dict]) -> None:
         os.close(fd)
 
 
+def pending_jobs(jobs: Sequence[Job], path) -> List[Job]:
+    """The jobs with no record in `path` yet (a torn last line is cut first)."""
+    path = Path(path)
+    repair_tail(path)
+    done = {record_key(r) for r in read_records(path)}
+    return [job for job in jobs if job.key not in done]
+
+
 def generate_records(model, tokenizer, jobs: Sequence[Job], path, make_record: Callable[[Job, str, int], dict],
                      batch_size: int = 8, max_tokens: int = 128,
                      on_batch: Optional[Callable[[int, int, GenerationStats], None]] = None) -> GenerationStats:
@@ -91,9 +99,7 @@ def generate_records(model, tokenizer, jobs: Sequence[Job], path, make_record: C
     from mlx_lm.generate import batch_generate
 
     path = Path(path)
-    repair_tail(path)
-    done = {record_key(r) for r in read_records(path)}
-    pending = [job for job in jobs if job.key not in done]
+    pending = pending_jobs(jobs, path)
     stats = GenerationStats()
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
