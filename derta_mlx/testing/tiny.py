@@ -53,9 +53,6 @@ class TinySpec:
                     raise ValueError(f"group_size {self.group_size} does not divide {dim}")
 
 
-# --- caches -------------------------------------------------------------------------------
-
-
 def model_config(spec: TinySpec, n_vocab: int) -> dict:
     """config.json of a tiny model, in the shape of the real family's."""
     if spec.family == "llama3":

@@ -229,9 +229,6 @@ def write_tokenizer(family: str, out_dir, instruct: bool = False) -> Path:
     return out_dir
 
 
-# --- model ---------------------------------------------------------------------------------
-
-
 def vocab_size(family: str) -> int:
     """The family's vocabulary size (tokens and special tokens), read from its source file."""
     source = tokenizer_source(family)
