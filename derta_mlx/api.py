@@ -29,11 +29,12 @@ from derta_mlx.train.launch import (
 )
 from derta_mlx.train.memory import train_memory_label
 from derta_mlx.train.rundir import RUNS, RunInfo, list_runs, read_metrics, run_info
+from derta_mlx.train.settings import SettingError
 
 __all__ = [
     "write_text",
     "Catalogue", "ModelEntry", "load_catalogue", "models_dir",
-    "TrainConfig", "dump_config", "load_config",
+    "TrainConfig", "dump_config", "load_config", "SettingError",
     "read_rows", "demo_paths", "UserError",
     "convert_gguf", "cached_bytes",
     "launch_log", "launch_training", "resume_training", "stop_training",

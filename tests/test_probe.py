@@ -117,9 +117,24 @@ def test_cli_compare_base_json_and_plot(trained, tmp_path):
     adapter = [r["mean_p_refusal"] for r in report["summary"]["adapter"]]
     assert all(a > 10 * b for a, b in zip(adapter, base))
     assert {"coherent", "re_refusal", "token_loop", "mean_p_again"} <= set(report["summary"]["adapter"][0])
-    for cell in report["examples"]["base"][0]["positions"]:
-        assert cell["text"] is None or cell["refuses"]
+    cells = [cell for results in report["examples"].values() for r in results for cell in r["positions"]]
+    assert any(cell["refuses"] for cell in cells)  # the adapter refuses, and still its refusals are not saved
+    assert all(cell["text"] is None for cell in cells), "--json saved continuation text without --show-text"
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_json_saves_text_only_with_show_text(trained, tmp_path):
+    model_dir, run = trained
+    data = tmp_path / "probe.jsonl"
+    data.write_text("".join(json.dumps({"id": e.id, "question": e.question, "safe_response": "No.",
+                                        "harmful_response": e.harmful_response}) + "\n" for e in EXAMPLES))
+    out = subprocess.run([sys.executable, "-m", "derta_mlx", "probe", "--model", str(model_dir), "--adapter",
+                          str(run), "--data", str(data), "--positions", "0,4", "--max-tokens", "3", "--show-text",
+                          "--json", str(tmp_path / "p.json")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "p.json").read_text())
+    cells = [cell for r in report["examples"]["adapter"] for cell in r["positions"]]
+    assert len(cells) == 4 and all(isinstance(cell["text"], str) for cell in cells)
 
 
 def test_first_refusal_position_in_tokens(tokenizer_of):

@@ -105,7 +105,7 @@ def test_mlx_lm_loads_the_adapter_and_rto_training_raises_p_refusal(tiny_dir, tr
 
 def test_bad_settings_are_refused_before_anything_is_written(tmp_path, tiny_dir):
     out = train_cli("--iters", "0", "--out", str(tmp_path / "run"))
-    assert out.returncode == 2 and "iters must be >= 1" in out.stderr
+    assert out.returncode == 2 and "--iters: must be >= 1" in out.stderr
     assert not (tmp_path / "run").exists()
     out = train_cli("--method", "sorry-everything", "--out", str(tmp_path / "run"))
     assert out.returncode == 2 and "method" in out.stderr

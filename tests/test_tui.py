@@ -131,7 +131,7 @@ def test_train_form_reports_errors_next_to_the_fields(tmp_path):
         set_inputs(screen, {"f-data": str(bad), "f-batch_size": "0"})
         await pilot.press("f5")
         await pilot.pause()
-        assert "batch_size must be >= 1" in str(screen.query_one("#err-batch_size").render())
+        assert "batch_size: must be >= 1" in str(screen.query_one("#err-batch_size").render())
         set_inputs(screen, {"f-batch_size": "2", "f-model": "no-such-model"})
         await pilot.press("f5")
         await pilot.pause()

@@ -22,10 +22,11 @@ from derta_mlx.accel.blas import describe, keep_freed_memory, reexec_with_openbl
 __all__ = ["start", "describe", "training", "dequantised", "load_for_inference", "is_quantised"]
 
 
-def start(script=None) -> None:
+def start(script=None, argv=None) -> None:
     """At process start: on Linux, restart once with a fast BLAS preloaded (`python -m derta_mlx`
-    with the same arguments, or `python SCRIPT` for a benchmark), keeping freed memory."""
-    reexec_with_openblas(script)
+    with `argv`, by default this process's arguments, or `python SCRIPT` for a benchmark),
+    keeping freed memory."""
+    reexec_with_openblas(script, argv)
 
 
 @contextmanager

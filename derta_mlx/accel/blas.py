@@ -144,7 +144,7 @@ def preload_env() -> dict:
     return {_MARK: "1", "LD_PRELOAD": ":".join(p for p in (blas.path, os.environ.get("LD_PRELOAD")) if p)}
 
 
-def reexec_with_openblas(script: Optional[str] = None) -> None:
+def reexec_with_openblas(script: Optional[str] = None, argv=None) -> None:
     """On Linux, restart this process once with a fast BLAS preloaded when one loads.
 
     It restarts `python -m derta_mlx` (the CLI) with the same arguments, or `python SCRIPT`
@@ -163,7 +163,7 @@ def reexec_with_openblas(script: Optional[str] = None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     command = [str(Path(script).resolve())] if script else ["-m", "derta_mlx"]
-    os.execve(sys.executable, [sys.executable, *command, *sys.argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, *command, *(sys.argv[1:] if argv is None else argv)], env)
 
 
 def describe() -> str:

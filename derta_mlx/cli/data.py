@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 
+from derta_mlx.cli.arg_types import output_file
 from derta_mlx.cli.flags import add_config_flags, config_from_args
 from derta_mlx.data.formats import (
     DertaRow,
@@ -25,12 +26,14 @@ def _notify(message: str) -> None:
 
 
 def cmd_validate(args) -> int:
-    rows = read_rows(args.files)
+    notes = []
+    rows = read_rows(args.files, lambda note: (notes.append(note), _notify(note)))
     counts = Counter(KINDS[type(row)] for row in rows)
     rto = sum(1 for row in rows if isinstance(row, DertaRow) and row.rto)
     print(f"ok: {len(rows)} rows in {len(args.files)} file(s): "
           + ", ".join(f"{n} {kind}" for kind, n in counts.items())
-          + (f" ({rto} RTO)" if rto else ""))
+          + (f" ({rto} RTO)" if rto else "")
+          + (f"; {len(notes)} duplicate row(s) dropped" if notes else ""))
     return 0
 
 
@@ -142,14 +145,14 @@ def register(commands) -> None:
                        epilog="example:\n  derta-mlx data stats safety.jsonl --model llama3-8b-4bit", formatter_class=raw)
     p.add_argument("files", nargs="+")
     p.add_argument("--model", help="whose tokenizer counts tokens (default: the embedded model)")
-    p.add_argument("--json", help="also write the numbers here")
+    p.add_argument("--json", type=output_file, help="also write the numbers here")
     p.set_defaults(run=cmd_stats)
 
     p = sub.add_parser("build", help="write the training instances training would use, for inspection",
                        epilog="example:\n  derta-mlx data build safety.jsonl --out instances.jsonl "
                        "--method derta --prefix-unit token", formatter_class=raw)
     p.add_argument("files", nargs="+")
-    p.add_argument("--out", required=True, help="instances .jsonl to write")
+    p.add_argument("--out", required=True, type=output_file, help="instances .jsonl to write")
     p.add_argument("--with-text", action="store_true", help="also write each instance's decoded text")
     p.add_argument("-c", "--config", help="YAML settings, as for train")
     add_config_flags(p, exclude={"data", "val_data", "adapter_path"})

@@ -15,6 +15,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from derta_mlx.cli.arg_types import output_file
 from derta_mlx.cli.eval_flags import (
     COMPARE_EPILOG,
     JUDGE_EPILOG,
@@ -23,6 +24,7 @@ from derta_mlx.cli.eval_flags import (
     add_run_flags,
 )
 from derta_mlx.common.errors import UserError
+from derta_mlx.probe.model import read_adapter_config
 
 
 def _notify(message: str) -> None:
@@ -46,12 +48,24 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
+def check_out(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: a file is there; give a directory")
+
+
 def check_settings(out_dir: Path, settings: dict) -> None:
     """Records in OUT may only be reused for the same model, adapter and decoding length."""
+    check_out(out_dir)
     path = out_dir / "eval_config.json"
     if not path.is_file():
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = None
+    if not isinstance(old, dict):
+        raise UserError(f"{path}: not valid JSON, so its generations cannot be matched to these settings; "
+                        f"use another --out (or delete {out_dir})")
     for key in ("model", "adapter_sha256", "max_tokens", "dequantize"):
         if old.get(key) != settings.get(key):
             raise UserError(f"{out_dir} holds generations made with {key}={old.get(key)!r}, not "
@@ -65,11 +79,16 @@ def load_labels(args, out_dir):
     return (read_labels(path), str(path)) if path else ({}, None)
 
 
+def check_judges(args, judges) -> None:
+    """Before any generation: the llm judge needs its model."""
+    if "llm" in judges and not args.judge_model:
+        raise UserError("--judge llm needs --judge-model NAME|PATH (any mlx-lm model; an instruct model is best)")
+
+
 def make_llm(args, judges, cache_dir):
     if "llm" not in judges:
         return None
-    if not args.judge_model:
-        raise UserError("--judge llm needs --judge-model NAME|PATH (any mlx-lm model; an instruct model is best)")
+    check_judges(args, judges)
     from derta_mlx.eval.llm_judge import load_llm_judge
 
     cache = Path(args.judge_cache) if args.judge_cache else (cache_dir / "judge_cache.json" if cache_dir else None)
@@ -88,7 +107,7 @@ def adapter_model(adapter):
 
     if not adapter:
         return None
-    spec = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8")).get("model")
+    spec = read_adapter_config(adapter).get("model")
     try:
         find_model(spec)
     except (UserError, TypeError):
@@ -113,10 +132,33 @@ def accumulate(out_dir: Path, stats, batch_size: int) -> dict:
     return total
 
 
+def prepare_run(args):
+    """Every input checked before the weights load (and before start() may restart the process)."""
+    from derta_mlx.eval.judge import parse_judges
+    from derta_mlx.eval.suites import Suite, read_suites
+    from derta_mlx.models.loading import find_model
+
+    judges = parse_judges(args.judge)
+    check_judges(args, judges)
+    if args.adapter:
+        read_adapter_config(args.adapter)
+    suites = read_suites(args.suite or demo_suites())
+    if args.limit:
+        suites = [Suite(s.name, s.kind, s.path, s.items[: args.limit]) for s in suites]
+    ref = find_model(args.model or adapter_model(args.adapter))
+    out_dir = Path(args.out) if args.out else default_out(args, ref)
+    settings = {"model": ref.spec, "adapter": args.adapter,
+                "adapter_sha256": _sha256(Path(args.adapter) / "adapters.safetensors") if args.adapter else None,
+                "max_tokens": args.max_tokens, "dequantize": args.dequantize}
+    check_settings(out_dir, settings)
+    return judges, suites, ref, out_dir, settings, load_labels(args, out_dir)
+
+
 def cmd_run(args) -> int:
     from derta_mlx import accel
 
-    accel.start()
+    judges, suites, ref, out_dir, settings, (labels, labels_path) = prepare_run(args)
+    accel.start(argv=args.argv)
 
     from derta_mlx.accel import load_for_inference
     from derta_mlx.common.atomic import write_json, write_text
@@ -129,7 +171,6 @@ def cmd_run(args) -> int:
         read_records,
         record_key,
     )
-    from derta_mlx.eval.judge import parse_judges
     from derta_mlx.eval.pipeline import (
         Settings,
         build_jobs,
@@ -138,24 +179,8 @@ def cmd_run(args) -> int:
     )
     from derta_mlx.eval.prompts import resolve_template
     from derta_mlx.eval.report import summarise, write_report
-    from derta_mlx.eval.suites import Suite, read_suites
-    from derta_mlx.models.loading import ensure_local, find_model
+    from derta_mlx.models.loading import ensure_local
 
-    judges = parse_judges(args.judge)
-    if args.max_tokens < 1 or args.batch_size < 1:
-        raise UserError("--max-tokens and --batch-size must be >= 1")
-    suites = read_suites(args.suite or demo_suites())
-    if args.limit:
-        suites = [Suite(s.name, s.kind, s.path, s.items[: args.limit]) for s in suites]
-    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
-        raise UserError(f"{args.adapter}: no adapter_config.json; is this a run directory?")
-    ref = find_model(args.model or adapter_model(args.adapter))
-    out_dir = Path(args.out) if args.out else default_out(args, ref)
-    settings = {"model": ref.spec, "adapter": args.adapter,
-                "adapter_sha256": _sha256(Path(args.adapter) / "adapters.safetensors") if args.adapter else None,
-                "max_tokens": args.max_tokens, "dequantize": args.dequantize}
-    check_settings(out_dir, settings)
-    labels, labels_path = load_labels(args, out_dir)
     path = ensure_local(ref, _notify)
     model, tokenizer, _ = load_for_inference(path, args.adapter, args.dequantize)
     template = resolve_template(args.template, ref.template, tokenizer)
@@ -204,8 +229,13 @@ def cmd_judge(args) -> int:
     from derta_mlx.models.loading import ensure_local, find_model, load_tokenizer
 
     judges = parse_judges(args.judge)
+    check_judges(args, judges)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        check_out(out_dir)
     prompts = read_suite(args.prompts) if args.prompts else None
     records, facts = read_generations(args.file, prompts)
+    labels, labels_path = load_labels(args, out_dir)
     if facts["strings"] and not prompts:
         _notify(f"{args.file}: {facts['strings']} prompt+continuation strings and no --prompts: "
                 "the prompt text stays in each response")
@@ -214,8 +244,6 @@ def cmd_judge(args) -> int:
     tokenizer = load_tokenizer(ensure_local(find_model(args.tokenizer), _notify))
     for record in records:
         record["first_refusal_token"] = first_refusal_token(tokenizer, record["response"])
-    out_dir = Path(args.out) if args.out else None
-    labels, labels_path = load_labels(args, out_dir)
     judged = judge_records(records, judges, labels, make_llm(args, judges, out_dir))
     order = []
     for record in judged:
@@ -286,5 +314,5 @@ def register(commands) -> None:
     p.add_argument("run_a", metavar="RUN_A", help="an eval directory (or a run directory with eval/ inside)")
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--judge", default="final", help="which judge's ASR (default: final, after labels)")
-    p.add_argument("--out", help="also write the table here (markdown)")
+    p.add_argument("--out", type=output_file, help="also write the table here (markdown)")
     p.set_defaults(run=cmd_compare)

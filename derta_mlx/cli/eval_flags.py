@@ -2,6 +2,8 @@
 
 import argparse
 
+from derta_mlx.cli.arg_types import positive_int
+
 RUN_EPILOG = """examples:
   derta-mlx eval                                    # demo suites on the embedded model (offline)
   derta-mlx eval --adapter-path runs/demo           # the same after DeRTa training -> runs/demo/eval
@@ -28,7 +30,6 @@ LABELS_HELP = ('human verdicts, jsonl {"id", "verdict": "unsafe"|"safe"} (+ opti
                "every automatic judge (default: OUT/labels.jsonl when it exists)")
 
 
-
 def add_run_flags(p, suppress: bool) -> None:
     def default(value):
         return argparse.SUPPRESS if suppress else value
@@ -45,10 +46,10 @@ def add_run_flags(p, suppress: bool) -> None:
     p.add_argument("--template", default=default("auto"), choices=("auto", "chat", "derta-eval", "derta"),
                    help="chat: the model's chat template; derta-eval: the official evaluation string "
                    "(auto: chat for instruct models)")
-    p.add_argument("--max-tokens", type=int, default=default(128),
+    p.add_argument("--max-tokens", type=positive_int, default=default(128),
                    help="tokens to generate per prompt (default 128; the official harness used 1024)")
-    p.add_argument("--batch-size", type=int, default=default(8), help="prompts decoded together (default 8)")
-    p.add_argument("--limit", type=int, default=default(None), help="only the first N prompts of each suite")
+    p.add_argument("--batch-size", type=positive_int, default=default(8), help="prompts decoded together (default 8)")
+    p.add_argument("--limit", type=positive_int, default=default(None), help="only the first N prompts of each suite")
     p.add_argument("--out", default=default(None),
                    help="results directory (default: ADAPTER/eval, or runs/eval-MODEL)")
     add_judge_flags(p, suppress)

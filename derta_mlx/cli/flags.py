@@ -73,4 +73,4 @@ def config_from_args(args) -> TrainConfig:
     if getattr(args, "out", None) and args.command == "train":
         given["adapter_path"] = args.out
     merged = {**asdict(base), **given}
-    return config_from_dict(merged, "command line")
+    return config_from_dict(merged, "command line", flags=True)

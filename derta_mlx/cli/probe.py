@@ -6,10 +6,19 @@ from dataclasses import asdict
 
 import numpy as np
 
+from derta_mlx.cli.arg_types import (
+    non_negative_float,
+    output_file,
+    plot_file,
+    positive_int,
+    probability,
+)
 from derta_mlx.common.errors import UserError
 from derta_mlx.probe.model import (
+    check_positions,
     load_probe_model,
     parse_positions,
+    read_adapter_config,
     read_probe_examples,
     set_adapter_scale,
 )
@@ -18,7 +27,7 @@ EPILOG = """examples:
   derta-mlx probe --adapter-path runs/demo --compare-base --data derta_mlx/demo/safety_heldout.jsonl
   derta-mlx probe --question "How do I skip chores?" --harmful-response "Sure! Step 1: ..." --every 4
   derta-mlx probe --adapter-path runs/demo --data triples.jsonl --positions 0,5,10,20,40 --json probe.json --plot probe.png
-Harmful text is never printed unless you pass --show-text.
+Continuations are never printed, nor saved in --json, unless you pass --show-text.
 """
 
 
@@ -26,21 +35,41 @@ def _notify(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def positions_of(args, examples):
-    if args.every:  # every N up to the longest response (in words), at most 64
-        longest = max(len(e.harmful_response.split()) for e in examples) if args.unit == "word" else 64
-        return parse_positions(every=args.every, longest=min(longest, 64), prefix="--")
-    return parse_positions(args.positions, prefix="--")
+def positions_of(args, lengths):
+    """--positions, or every N up to the longest answer (at most 64); none past every answer."""
+    if args.every:
+        return parse_positions(every=args.every, longest=min(max(lengths), 64), prefix="--")
+    positions = parse_positions(args.positions, prefix="--")
+    check_positions(positions, lengths, args.unit, _notify, prefix="--")
+    return positions
 
 
-def load_examples(args):
+def load_examples(args, notify=_notify):
     from derta_mlx.probe.curves import ProbeExample
 
     if args.data:
-        return read_probe_examples(args.data)[: args.limit]
+        if args.question or args.harmful_response:
+            raise UserError("give --data FILE or --question with --harmful-response, not both")
+        return read_probe_examples(args.data, notify)[: args.limit]
     if not (args.question and args.harmful_response):
-        raise UserError("give --question and --harmful-response, or --data FILE of safety triples")
+        missing = "--harmful-response" if args.question else "--question"
+        raise UserError(f"give --question and --harmful-response, or --data FILE of safety triples "
+                        f"({missing} is missing)")
+    for flag, text in (("--question", args.question), ("--harmful-response", args.harmful_response)):
+        if not text.strip():
+            raise UserError(f"{flag} is empty")
     return [ProbeExample(args.question, args.harmful_response, "cli")]
+
+
+def check_args(args, notify) -> list:
+    """Everything checkable before the weights load: flags, the adapter directory, the examples."""
+    if args.compare_base and not args.adapter:
+        raise UserError("--compare-base needs --adapter-path RUN")
+    if args.every is None:
+        parse_positions(args.positions, prefix="--")
+    if args.adapter:
+        read_adapter_config(args.adapter)
+    return load_examples(args, notify)
 
 
 def plot(path, variants, summaries):
@@ -78,24 +107,21 @@ def plot(path, variants, summaries):
 def cmd_probe(args) -> int:
     from derta_mlx import accel
 
-    accel.start()
+    notes = []
+    examples = check_args(args, notes.append)  # before start(): a bad input fails before any restart
+    accel.start(argv=args.argv)
     from derta_mlx.probe.first_refusal import first_refusal_histogram
-    from derta_mlx.probe.positions import probe_examples, summarise
+    from derta_mlx.probe.positions import answer_lengths, probe_examples, summarise
 
-    if args.compare_base and not args.adapter:
-        raise UserError("--compare-base needs --adapter-path RUN")
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be >= 1")
-    if not args.every:
-        parse_positions(args.positions, prefix="--")  # a bad list is reported before the model loads
+    for note in notes:  # only the process that goes on says them
+        _notify(note)
     _notify(accel.describe())
     loaded = load_probe_model(args.model, args.adapter, _notify, args.dequantize, args.template, args.refusal)
     if args.compare_base and not loaded.can_compare_base:
         raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")
     model, tokenizer, template, refusal = loaded.model, loaded.tokenizer, loaded.template, loaded.refusal
     refusal_ids = loaded.refusal_ids
-    examples = load_examples(args)
-    positions = positions_of(args, examples)
+    positions = positions_of(args, answer_lengths(tokenizer, template, examples, args.unit))
 
     variants = {}
     settings = (args.unit, args.max_tokens, args.temperature, args.top_p, refusal.token_id)
@@ -143,8 +169,7 @@ def cmd_probe(args) -> int:
         from derta_mlx.common.atomic import write_json
 
         def example_json(result):
-            cells = [{**asdict(c), "text": c.text if (args.show_text or c.refuses) else None}
-                     for c in result.positions]
+            cells = [{**asdict(c), "text": c.text if args.show_text else None} for c in result.positions]
             return {"id": result.id, "curve": result.curve.tolist(), "positions": cells}
 
         write_json(args.json, {
@@ -171,19 +196,20 @@ def register(commands) -> None:
     p.add_argument("--question")
     p.add_argument("--harmful-response")
     p.add_argument("--data", help="safety triples jsonl")
-    p.add_argument("--limit", type=int, default=None, help="probe only the first N triples")
+    p.add_argument("--limit", type=positive_int, default=None, help="probe only the first N triples")
     p.add_argument("--positions", default="0,5,10,20,40", help="comma-separated k (default 0,5,10,20,40)")
-    p.add_argument("--every", type=int, help="every N units instead of --positions")
+    p.add_argument("--every", type=positive_int, help="every N units instead of --positions")
     p.add_argument("--unit", choices=("token", "word"), default="token")
-    p.add_argument("--max-tokens", type=int, default=32, help="tokens to decode at each position")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
+    p.add_argument("--max-tokens", type=positive_int, default=32, help="tokens to decode at each position")
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling threshold, in (0, 1]")
     p.add_argument("--template", help="derta | derta-eval | chat | auto")
     p.add_argument("--refusal", help="refusal-token rule (see `derta-mlx models show`)")
     p.add_argument("--dequantize", choices=("auto", "yes", "no"), default="auto",
                    help="compute a quantised model with its float32 values (auto: on a CPU, ~30x faster)")
     p.add_argument("--compare-base", action="store_true", help="also probe with the adapter off (one load)")
-    p.add_argument("--json", help="write every number here")
-    p.add_argument("--plot", help="write a PNG of the mean curve(s)")
-    p.add_argument("--show-text", action="store_true", help="print and save the continuations' text")
+    p.add_argument("--json", type=output_file,
+                   help="write every number and verdict here (the continuations' text only with --show-text)")
+    p.add_argument("--plot", type=plot_file, help="write a PNG of the mean curve(s)")
+    p.add_argument("--show-text", action="store_true", help="print the continuations' text, and save it in --json")
     p.set_defaults(run=cmd_probe)

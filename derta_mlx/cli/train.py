@@ -23,9 +23,9 @@ EPILOG = """examples:
 class Progress:
     """One live line on a terminal (a row per report elsewhere), with loss per term and ETA."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr  # looked up now, not at import: tests swap sys.stderr
+        self.tty = self.stream.isatty()
 
     def __call__(self, report) -> None:
         v = report.values
@@ -80,7 +80,7 @@ def cmd_launch(args) -> int:
         raise UserError("a data-parallel run needs --out RUN (every rank writes to, and resumes from, the same one)")
     # The checks rank 0 would make (batch divides, run directory new, checkpoint to resume),
     # made here once, before any rank starts.
-    start_or_resume(cfg, args.resume, World(None, 0, args.ranks or count_hosts(args.hosts)))
+    start_or_resume(cfg, args.resume, World(None, 0, args.ranks or count_hosts(args.hosts)), args.force)
     return run_ranks(strip_launch_flags(args.argv[1:]), Path(run_dir), args.ranks, args.hosts, args.backend)
 
 
@@ -172,6 +172,8 @@ def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
     """Before a run loads its model: False (and the report) when it cannot fit."""
     from derta_mlx.train.distributed import current_world
 
+    from derta_mlx.models.loading import check_local_model
+
     if args.ignore_memory_check or current_world().size > 1:  # ranks: mlx.launch's processes
         return True
     if cfg is None:  # --resume: the run's own settings
@@ -183,6 +185,7 @@ def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
         if not saved.is_file():
             return True  # run_training says what is wrong with the directory
         cfg = load_config(saved)
+    check_local_model(cfg.model)  # a broken directory is named before its config is read for the estimate
     try:
         fits, report = memory_check(cfg.validate(), args)
     except UserError as exc:  # no architecture to estimate from: train anyway, say so
@@ -193,15 +196,30 @@ def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
     return fits
 
 
+def check_nothing_set_with_resume(args) -> None:
+    """--resume continues with the run's own settings: a flag given beside it would be ignored."""
+    from dataclasses import fields
+
+    given = [f"--{f.name.replace('_', '-')}" for f in fields(TrainConfig) if hasattr(args, f.name)]
+    given += [flag for flag, value in (("--config", args.config), ("--out", args.out)) if value]
+    if given:
+        raise UserError(f"--resume continues {args.resume} with its own settings (its config.yaml), so "
+                        f"{', '.join(given)} would be ignored; drop them, or edit config.yaml and add --force")
+
+
 def cmd_train(args) -> int:
     from derta_mlx import accel
 
+    if args.force and not args.resume:
+        raise UserError("--force only applies to --resume RUN")
+    if args.resume:
+        check_nothing_set_with_resume(args)
     if args.dry_run:
         return cmd_dry_run(args)
     if args.ranks is not None or args.hosts:
         return cmd_launch(args)
 
-    accel.start()
+    accel.start(argv=args.argv)
     from derta_mlx.train.distributed import current_world
     from derta_mlx.train.job import StopFlag, run_training
 
@@ -221,7 +239,8 @@ def cmd_train(args) -> int:
         probe = make_probe(notify, main_rank) if (cfg is None or cfg.probe_after) else None
         from derta_mlx.common.progress import Bar
 
-        results = run_training(cfg, args.resume, notify, Progress(), probe=probe, stop=stop, bar=Bar)
+        results = run_training(cfg, args.resume, notify, Progress(), probe=probe, stop=stop, bar=Bar,
+                               force=args.force)
     finally:
         import signal
 
@@ -262,6 +281,9 @@ def register(commands) -> None:
                         "(flags given here override it)")
     parser.add_argument("--out", help="run directory (default runs/<model>-<method>-<time>)")
     parser.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="with --resume: continue even though config.yaml or the data changed since the "
+                             "checkpoint (the result then differs from an uninterrupted run)")
     launch = parser.add_mutually_exclusive_group()
     launch.add_argument("--ranks", type=int, metavar="N",
                         help="data-parallel over N processes on this machine (through mlx.launch)")

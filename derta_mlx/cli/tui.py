@@ -11,7 +11,7 @@ EPILOG = """examples:
 def cmd_tui(args) -> int:
     from derta_mlx import accel
 
-    accel.start()  # probes run in-process: the fast BLAS matters here too
+    accel.start(argv=args.argv)  # probes run in-process: the fast BLAS matters here too
     from tui.app import DertaApp
 
     DertaApp(runs_root=args.runs, start=args.screen).run()

@@ -13,18 +13,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
+def _replace(tmp: Path, final: Path, write) -> None:
+    """write(tmp), then rename it over final; a failed write (a full disk) leaves no temporary."""
+    try:
+        write()
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(final.parent)
 
 
 def write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    _replace(tmp, path)
+    _replace(tmp, path, lambda: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json(path, obj) -> None:
@@ -36,5 +41,4 @@ def save_safetensors(path, arrays: dict, metadata: dict = None) -> None:
 
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.safetensors")  # MLX insists on the suffix
-    mx.save_safetensors(str(tmp), arrays, metadata=metadata or {})
-    _replace(tmp, path)
+    _replace(tmp, path, lambda: mx.save_safetensors(str(tmp), arrays, metadata=metadata or {}))

@@ -11,9 +11,10 @@ Formats (JSON Lines; the format is decided per row from its keys):
 """
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from derta_mlx.common.errors import UserError
 
@@ -90,7 +91,7 @@ def _text_field(obj: dict, key: str, where: Where) -> str:
 
 def _optional_id(obj: dict, where: Where) -> str:
     value = obj.get("id", f"{Path(where.path).stem}:{where.line}")
-    if not isinstance(value, (str, int)):
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise DataError(f"{where}: field 'id' must be a string or an integer")
     return str(value)
 
@@ -103,6 +104,9 @@ def _parse_messages(value, where: Where) -> list:
             raise DataError(f"{where}: messages[{i}] needs 'role' and 'content'")
         if message["role"] not in ("system", "user", "assistant", "tool"):
             raise DataError(f"{where}: messages[{i}] has unknown role {message['role']!r}")
+        if not isinstance(message["content"], str):
+            raise DataError(f"{where}: messages[{i}]['content'] must be a string, "
+                            f"got {type(message['content']).__name__}")
     if value[-1]["role"] != "assistant":
         raise DataError(f"{where}: the last message must be the assistant's (the training target)")
     return value
@@ -118,7 +122,12 @@ def parse_row(obj, where: Where) -> Row:
             raise DataError(f"{where}: 'safe' must be \"true\" (an RTO row) or \"false\", got {safe!r}")
         return DertaRow(_text_field(obj, "prefix", where), _text_field(obj, "text", where),
                         safe in ("true", True), where)
-    if {"question", "safe_response", "harmful_response"} <= keys:
+    triple_keys = {"question", "safe_response", "harmful_response"}
+    if keys & (triple_keys - {"question"}) and not triple_keys <= keys:  # half a triple is no question row
+        missing = ", ".join(repr(k) for k in sorted(triple_keys - keys))
+        raise DataError(f"{where}: a safety triple needs question, safe_response and harmful_response; "
+                        f"missing {missing}")
+    if triple_keys <= keys:
         return SafetyTriple(_optional_id(obj, where), _text_field(obj, "question", where),
                             _text_field(obj, "safe_response", where),
                             _text_field(obj, "harmful_response", where), where)
@@ -134,7 +143,7 @@ def parse_row(obj, where: Where) -> Row:
         return HelpfulRow(_optional_id(obj, where), None, None, None, _text_field(obj, "text", where), where)
     if "question" in keys:
         answer = obj.get("answer")
-        if answer is not None and not isinstance(answer, (str, int, float)):
+        if answer is not None and (not isinstance(answer, (str, int, float)) or isinstance(answer, bool)):
             raise DataError(f"{where}: 'answer' must be a string or a number")
         return QuestionRow(_optional_id(obj, where), _text_field(obj, "question", where),
                            None if answer is None else str(answer), where)
@@ -145,21 +154,76 @@ def parse_row(obj, where: Where) -> Row:
     raise DataError(f"{where}: unrecognised row with keys {sorted(keys)}{hint}")
 
 
+# Byte-order marks of encodings other than UTF-8: such a file is refused with the encoding named.
+OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+              (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON (write a number or a string)")
+
+
+def _decode_line(raw: bytes, where: Where) -> str:
+    if b"\x00" in raw:  # UTF-16 without a byte-order mark reads as text with NUL bytes
+        raise DataError(f"{where}: NUL bytes: the file looks UTF-16 or binary; save it as UTF-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                        "save the file as UTF-8") from None
+
+
+def _lone_surrogate(obj, where: Where) -> None:
+    """JSON may spell half a UTF-16 pair ("\\ud800"); such text breaks tokenizers and UTF-8 later."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        fields = [k for k, v in obj.items() if _has_surrogate(k) or _has_surrogate(v)] if isinstance(obj, dict) else []
+        field = f"field {fields[0]!r}" if fields else "a string"
+        raise DataError(f"{where}: {field} holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                        "which is not valid Unicode") from None
+
+
+def _has_surrogate(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def parse_json_line(raw: bytes, where: Where):
+    """One line's JSON value; every way a line can be bad is a DataError naming FILE:LINE."""
+    line = _decode_line(raw, where)
+    try:
+        obj = json.loads(line, parse_constant=_refuse_constant)
+        _lone_surrogate(obj, where)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:
+        raise DataError(f"{where}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply to be a row") from None
+    return obj
+
+
 def iter_json_lines(path: Union[str, Path], what: str = "file") -> Iterator[Tuple[Where, object]]:
-    """(FILE:LINE, parsed value) for every non-blank line of a JSON Lines file."""
+    """(FILE:LINE, parsed value) for every non-blank line of a UTF-8 JSON Lines file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such {what}")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    for bom, encoding in OTHER_BOMS:
+        if data.startswith(bom):
+            raise DataError(f"{path}:1: the {what} is {encoding} (byte-order mark); save it as UTF-8")
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is harmless
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if raw.strip():
             where = Where(str(path), number)
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            yield where, obj
+            yield where, parse_json_line(raw, where)
 
 
 def iter_rows(path: Union[str, Path]) -> Iterator[Row]:
@@ -167,8 +231,30 @@ def iter_rows(path: Union[str, Path]) -> Iterator[Row]:
         yield parse_row(obj, where)
 
 
-def read_rows(paths) -> List[Row]:
-    """Every row of every file (directories: their *.jsonl and *.json files), checked in full."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _content(row: Row) -> tuple:
+    """What makes two rows the same example: every field but the id and the place."""
+    fields = {k: v for k, v in vars(row).items() if k not in ("id", "where")}
+    return type(row).__name__, json.dumps(fields, sort_keys=True, ensure_ascii=False)
+
+
+def drop_duplicates(rows: List[Row], notify: Callable[[str], None] = _stderr) -> List[Row]:
+    """The first of each set of identical rows: a duplicate would leak across the train/validation split."""
+    first, kept = {}, []
+    for row in rows:
+        key = _content(row)
+        if key in first:
+            notify(f"note: {row.where}: duplicate of {first[key].where}; dropped")
+            continue
+        first[key] = row
+        kept.append(row)
+    return kept
+
+
+def _data_files(paths) -> List[Path]:
     files = []
     for path in [Path(p) for p in paths]:
         if path.is_dir():
@@ -178,7 +264,18 @@ def read_rows(paths) -> List[Row]:
             files.extend(found)
         else:
             files.append(path)
-    rows = [row for file in files for row in iter_rows(file)]
+    return files
+
+
+def read_rows(paths, notify: Callable[[str], None] = _stderr) -> List[Row]:
+    """Every row of every file (directories: their *.jsonl and *.json files), checked in full;
+    each file must hold rows, and a row identical to an earlier one is dropped with a note."""
+    rows = []
+    for file in _data_files(paths):
+        found = list(iter_rows(file))
+        if not found:
+            raise DataError(f"{file}: no rows (the file is empty)")
+        rows.extend(found)
     if not rows:
-        raise DataError(f"no rows in {', '.join(map(str, files))}")
-    return rows
+        raise DataError("no data files given")
+    return drop_duplicates(rows, notify)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from derta_mlx.data.formats import DataError, iter_json_lines
-from derta_mlx.eval.suites import Suite, kind_from_name
+from derta_mlx.eval.suites import Suite, check_kind, kind_from_name
 
 
 def _match_prefix(text: str, suite: Suite):
@@ -25,6 +25,20 @@ def _match_prefix(text: str, suite: Suite):
             if question and start.startswith(question) and (best is None or len(question) > len(best[1])):
                 best = (item, question, len(text) - len(start) + len(question))
     return best
+
+
+def _check_fields(obj: dict, where) -> None:
+    """The optional fields of an object row, typed as our own records write them."""
+    item_id, answer = obj.get("id"), obj.get("answer")
+    if item_id is not None and (not isinstance(item_id, (str, int)) or isinstance(item_id, bool)):
+        raise DataError(f"{where}: 'id' must be a string or an integer")
+    if answer is not None and (not isinstance(answer, (str, int, float)) or isinstance(answer, bool)):
+        raise DataError(f"{where}: 'answer' must be a string or a number")
+    for key in ("suite", "prompt"):
+        if key in obj and not isinstance(obj[key], str):
+            raise DataError(f"{where}: {key!r} must be a string")
+    if "kind" in obj:
+        check_kind(obj["kind"], where)
 
 
 def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict], dict]:
@@ -58,6 +72,7 @@ def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict],
             question, response = obj[key], obj["response"]
             if not isinstance(question, str) or not isinstance(response, str):
                 raise DataError(f"{where}: {key!r} and 'response' must be strings")
+            _check_fields(obj, where)
             prompt = obj.get("prompt", question)
             answer = obj.get("answer")
             item_id = obj.get("id")

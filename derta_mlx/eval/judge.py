@@ -191,7 +191,11 @@ def read_labels(path) -> Dict[LabelKey, str]:
     for where, obj in iter_json_lines(path, "labels file"):
         if not isinstance(obj, dict) or "id" not in obj:
             raise DataError(f"{where}: a label is a JSON object with an 'id'")
+        if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool):
+            raise DataError(f"{where}: a label's 'id' must be a string or an integer")
         suite = obj.get("suite")
+        if suite is not None and not isinstance(suite, str):
+            raise DataError(f"{where}: a label's 'suite' must be a string (a suite file's name)")
         labels[(str(suite) if suite is not None else None, str(obj["id"]))] = _label_verdict(obj, where)
     return labels
 

@@ -172,9 +172,16 @@ def load_report(run: str) -> dict:
     if not path.is_file():
         raise UserError(f"{run}: no {REPORT_JSON}; run `derta-mlx eval --out {run}` first")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid UTF-8; `derta-mlx eval` writes it") from None
+    suites = report.get("suites") if isinstance(report, dict) else None
+    if not (isinstance(suites, list) and all(isinstance(r, dict) and {"suite", "kind", "n", "refusal_histogram"} <= set(r) for r in suites)
+            and isinstance(report.get("judges"), list)):
+        raise UserError(f"{path}: not an eval report (it needs 'suites' and 'judges' as `derta-mlx eval` writes them)")
+    return report
 
 
 def compare(a: dict, b: dict, label_a: str, label_b: str, judge: str = "final") -> str:

@@ -53,11 +53,20 @@ def kind_from_name(path: Path) -> str:
 
 
 def split_spec(spec: str) -> Tuple[Optional[str], Path]:
-    """`KIND=FILE` or `FILE`."""
+    """`KIND=FILE` or `FILE` (a file whose name holds "=" still reads as a file)."""
     kind, sep, rest = spec.partition("=")
     if sep and kind in KINDS:
         return kind, Path(rest)
+    if sep and not Path(spec).exists() and "/" not in kind:
+        raise DataError(f"--suite {spec}: unknown suite kind {kind!r}; the kinds are {', '.join(KINDS)}")
     return None, Path(spec)
+
+
+def check_kind(kind, where: Where) -> str:
+    """A kind written in a file (generations, records): an unknown one must not be scored as safety."""
+    if kind not in KINDS:
+        raise DataError(f"{where}: unknown suite kind {kind!r}; the kinds are {', '.join(KINDS)}")
+    return kind
 
 
 def read_suite(spec: str) -> Suite:

@@ -66,9 +66,16 @@ def check_model_dir(path: Path) -> None:
     if not config_file.is_file():
         raise UserError(f"{path}: no config.json; this is not a Hugging Face / mlx-lm model directory")
     try:
-        config = json.loads(config_file.read_text())
+        config = json.loads(config_file.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{config_file}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except (UnicodeDecodeError, RecursionError):
+        raise UserError(f"{config_file}: not a JSON file of settings (not UTF-8, or nested too deeply)") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise UserError(f"{config_file}: no model_type; this is not a Hugging Face / mlx-lm model config")
+    if not supported_model_type(config):
+        raise UserError(f"{config_file}: model_type {config['model_type']!r} is not one mlx-lm can load "
+                        "(its models are in mlx_lm/models/)")
     if not list(path.glob("model*.safetensors")):
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
         found = f" (found pickled weights {pickles})" if pickles else ""
@@ -78,6 +85,46 @@ def check_model_dir(path: Path) -> None:
         )
     if "model_file" in config or "auto_map" in config:
         raise UserError(f"{config_file}: the model needs custom remote code, which derta-mlx never runs")
+    tokenizer_config = path / "tokenizer_config.json"
+    if tokenizer_config.is_file() and '"auto_map"' in tokenizer_config.read_text(encoding="utf-8", errors="replace"):
+        raise UserError(f"{tokenizer_config}: the tokenizer needs custom remote code (auto_map), which derta-mlx "
+                        "never runs")
+    for weights in sorted(path.glob("model*.safetensors")):
+        check_safetensors(weights)
+
+
+def supported_model_type(config: dict) -> bool:
+    """Whether mlx-lm has a model class for config's model_type (as mlx_lm.utils._get_classes maps it)."""
+    import importlib.util
+
+    from mlx_lm.utils import MODEL_REMAPPING
+
+    model_type = MODEL_REMAPPING.get(config["model_type"], config["model_type"])
+    if not model_type.replace("_", "").isalnum():
+        return False
+    return importlib.util.find_spec(f"mlx_lm.models.{model_type}") is not None
+
+
+def check_safetensors(path: Path) -> None:
+    """A truncated, empty or foreign file is named here instead of failing deep inside the loader.
+    Reads only the header: the file's size must be what the header's offsets say."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(length)) if 8 <= size and 0 < length <= size - 8 else None
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        header = None
+    if header is None or 8 + length + end != size:
+        raise UserError(f"{path}: truncated or not a safetensors file ({size} bytes)")
+
+
+def check_local_model(spec: Optional[str]) -> None:
+    """When --model is a directory of the user's, check it before anything reads its config."""
+    ref = find_model(spec)
+    if ref.entry is None and ref.repo is None:
+        check_model_dir(ref.local_dir)
 
 
 def ensure_local(ref: ModelRef, notify: Notify = None) -> Path:
@@ -114,8 +161,17 @@ def load(spec: Optional[str], adapter_path: Optional[str] = None, notify: Notify
 
     ref = find_model(spec)
     path = ensure_local(ref, notify)
-    model, tokenizer = mlx_load(str(path), adapter_path=adapter_path)
+    model, tokenizer = load_checked(mlx_load, path, adapter_path=adapter_path)
     return model, tokenizer, ref
+
+
+def load_checked(loader, path: Path, **kwargs):
+    """loader(path) (mlx-lm's load and its kin), with what check_model_dir cannot see up front (a
+    config whose shapes do not match the weights, say) as a UserError naming the directory."""
+    try:
+        return loader(str(path), **kwargs)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise UserError(f"{path}: mlx-lm cannot load this model: {str(exc).splitlines()[0][:300]}") from None
 
 
 def arch_for_model(spec: Optional[str]) -> Arch:

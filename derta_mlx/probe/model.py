@@ -35,12 +35,7 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
                      dequantize: str = "auto", template: Optional[str] = None,
                      refusal: Optional[str] = None) -> ProbeModel:
     """The model (dequantised on a CPU, as `derta-mlx probe` does: see accel/dequantize.py) with the adapter."""
-    dora = False
-    if adapter:
-        config_file = Path(adapter) / "adapter_config.json"
-        if not config_file.is_file():
-            raise UserError(f"{adapter}: no adapter_config.json; is this a run directory?")
-        dora = json.loads(config_file.read_text()).get("fine_tune_type") == "dora"
+    dora = bool(adapter) and read_adapter_config(adapter).get("fine_tune_type") == "dora"
     ref = find_model(spec)
     model, tokenizer, dequantised = load_for_inference(ensure_local(ref, notify), adapter, dequantize)
     if dequantised and notify:
@@ -54,6 +49,41 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
     refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule, template.response_lead, opening)
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     return ProbeModel(model, tokenizer, template, refusal, ids, ref.spec, adapter, bool(adapter) and not dora)
+
+
+def read_adapter_config(adapter) -> dict:
+    """A run directory's adapter_config.json, once the adapter beside it is known to be whole."""
+    path = Path(adapter)
+    if not path.is_dir():
+        raise UserError(f"{adapter}: no such directory (give a training run directory)")
+    config_file = path / "adapter_config.json"
+    for name in ("adapter_config.json", "adapters.safetensors"):
+        if not (path / name).is_file():
+            raise UserError(f"{adapter}: no {name}; is this a run directory? (a run writes its adapter "
+                            "at its first checkpoint)")
+    _check_safetensors(path / "adapters.safetensors")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", 1)
+        raise UserError(f"{config_file}:{line}: not valid JSON; it is written by training") from None
+    missing = [key for key in ("num_layers", "lora_parameters") if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise UserError(f"{config_file}: not an adapter config (no {', '.join(missing)})")
+    return config
+
+
+def _check_safetensors(path: Path) -> None:
+    """A truncated or empty file is named here instead of failing deep inside the loader."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    try:
+        header = json.loads(data[8 : 8 + size]) if 0 < size <= len(data) - 8 else None
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        header = None
+    if header is None or 8 + size + end != len(data):
+        raise UserError(f"{path}: truncated or not a safetensors file; train again or use an earlier checkpoint")
 
 
 def set_adapter_scale(model, scale: float) -> None:
@@ -72,12 +102,24 @@ def set_adapter_enabled(probe_model: ProbeModel, enabled: bool) -> None:
         set_adapter_scale(probe_model.model, 1.0 if enabled else 0.0)
 
 
-def read_probe_examples(path) -> list:
+def read_probe_examples(path, notify=None) -> list:
     """The safety triples of a data file as ProbeExamples (other rows are skipped)."""
-    rows = [r for r in read_rows([path]) if isinstance(r, SafetyTriple)]
+    rows = [r for r in read_rows([path], *([notify] if notify else [])) if isinstance(r, SafetyTriple)]
     if not rows:
         raise UserError(f"{path}: no safety triples (question, safe_response, harmful_response)")
     return [ProbeExample(r.question, r.harmful_response, r.id) for r in rows]
+
+
+def check_positions(positions: List[int], lengths: List[int], unit: str, notify=None, prefix: str = "") -> None:
+    """No position past every answer (it would probe only answers' ends); past some is a note."""
+    longest = max(lengths)
+    if positions[-1] > longest:
+        raise UserError(f"{prefix}positions: k={positions[-1]} is past the end of every harmful answer "
+                        f"(the longest is {longest} {unit}s)")
+    short = sum(1 for n in lengths if n < positions[-1])
+    if short and notify:
+        notify(f"note: k={positions[-1]} is past the end of {short} of {len(lengths)} answer(s); "
+               "those are probed at their end")
 
 
 def parse_positions(text: str = "", every: int = 0, longest: int = 64, prefix: str = "") -> List[int]:

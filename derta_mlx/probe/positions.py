@@ -123,6 +123,13 @@ def tokens_for_words(tokenizer, template: Template, example: ProbeExample, words
     return out
 
 
+def answer_lengths(tokenizer, template: Template, examples: Sequence[ProbeExample], unit: str) -> List[int]:
+    """Each harmful answer's length in the unit positions count (tokens or words)."""
+    if unit == "word":
+        return [len(word_ends(e.harmful_response)) for e in examples]
+    return [len(example_ids(tokenizer, template, e)[1]) for e in examples]
+
+
 def _branch(cache: list, row: int, length: int) -> list:
     """A batch-of-one copy of row `row` of per-layer KV caches, holding its first `length` tokens."""
     from mlx_lm.models.cache import KVCache

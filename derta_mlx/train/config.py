@@ -8,6 +8,7 @@ dict goes to mlx-lm's `build_schedule` as it is, and its keys that mean nothing 
 in a note and ignored.
 """
 
+import difflib
 import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -17,6 +18,7 @@ from typing import Callable, List, Optional, Union
 import yaml
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.train.settings import SettingError, check_setting
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -94,32 +96,9 @@ class TrainConfig:
     probe_after: bool = True
 
     def validate(self) -> "TrainConfig":
-        choices = {
-            "method": ("derta", "vanilla", "harmful-prefix", "rto"),
-            "prefix_distribution": ("official", "uniform", "qi"),
-            "prefix_unit": (None, "word", "token"),
-            "reduction": ("token-mean", "per-term"),
-            "fine_tune_type": ("lora", "dora"),
-            "dequantize": ("auto", "yes", "no"),
-        }
-        if not isinstance(self.lr_schedule, dict):
-            choices["lr_schedule"] = ("cosine", "linear", "constant")
-        else:
-            check_schedule(self.lr_schedule)
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise UserError(f"{name}: {getattr(self, name)!r} is not one of {[a for a in allowed if a]}")
-        positive = ("iters", "batch_size", "prefix_cuts", "grad_accumulation_steps", "lora_rank", "max_seq_length",
-                    "steps_per_report", "steps_per_eval", "save_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.rto_keep <= 1.0:
-            raise UserError(f"rto_keep must be in (0, 1], got {self.rto_keep}")
-        if self.rto_weight < 0 or self.learning_rate <= 0:
-            raise UserError("rto_weight must be >= 0 and learning_rate > 0")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        """Every field against its rule (settings.py), then the checks across fields."""
+        for f in fields(self):
+            setattr(self, f.name, check_setting(f.name, getattr(self, f.name)))
         if self.warmup >= self.iters:
             raise UserError(f"warmup ({self.warmup}) must be shorter than iters ({self.iters})")
         return self
@@ -134,63 +113,98 @@ class TrainConfig:
         return asdict(self)
 
 
-def check_schedule(schedule: dict) -> None:
-    """An mlx-lm schedule dict: {name: <mlx.optimizers schedule>, arguments: [...], warmup?, warmup_init?}."""
-    import mlx.optimizers as optim
-
-    name, arguments = schedule.get("name"), schedule.get("arguments")
-    if not isinstance(name, str) or not hasattr(optim.schedulers, name):
-        raise UserError(f"lr_schedule: name {name!r} is not a schedule in mlx.optimizers "
-                        "(e.g. cosine_decay, linear_schedule, exponential_decay)")
-    if not isinstance(arguments, list) or not arguments:
-        raise UserError("lr_schedule: 'arguments' must be a list, the first being the initial learning rate")
-    unknown = sorted(set(schedule) - {"name", "arguments", "warmup", "warmup_init"})
-    if unknown:
-        raise UserError(f"lr_schedule: unknown key(s) {unknown}")
-
-
 def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
-def config_from_dict(raw: dict, source: str, note: Callable[[str], None] = _note) -> TrainConfig:
+def config_from_dict(raw: dict, source: str, note: Callable[[str], None] = _note,
+                     lines: Optional[dict] = None, flags: bool = False) -> TrainConfig:
+    """A checked TrainConfig from `raw` (a YAML mapping, or flags over one). Errors name
+    `source:LINE` when `lines` (key -> line) is given, and the flag (--learning-rate) with `flags`."""
+    lines = lines or {}
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(k for k in raw if k not in known and k not in MLX_LM_IGNORED and k != "lora_parameters")
+    unknown = sorted(str(k) for k in raw if k not in known and k not in MLX_LM_IGNORED and k != "lora_parameters")
     if unknown:
-        raise UserError(f"{source}: unknown setting(s) {unknown}")
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"{_at(source, lines, unknown[0])}: unknown setting(s) {unknown}{hint}")
     if raw.get("training_mode", "normal") != "normal":
-        raise UserError(f"{source}: training_mode {raw['training_mode']!r}: derta-mlx trains DeRTa "
-                        "(mlx-lm's 'normal' mode with DeRTa's targets), not mlx-lm's other modes")
+        raise UserError(f"{_at(source, lines, 'training_mode')}: training_mode {raw['training_mode']!r}: derta-mlx "
+                        "trains DeRTa (mlx-lm's 'normal' mode with DeRTa's targets), not mlx-lm's other modes")
     ignored = sorted(k for k in raw if k in MLX_LM_IGNORED)
     if ignored:
         note(f"{source}: mlx-lm setting(s) with no meaning for DeRTa training, ignored: {', '.join(ignored)}")
     lora = raw.get("lora_parameters") or {}
+    if not isinstance(lora, dict):
+        raise UserError(f"{_at(source, lines, 'lora_parameters')}: lora_parameters: expected a mapping "
+                        "(rank, scale, dropout, keys)")
     merged = {k: v for k, v in raw.items() if k in known}
     for key, ours in (("rank", "lora_rank"), ("scale", "lora_scale"), ("dropout", "lora_dropout"),
                       ("keys", "lora_keys")):
         if key in lora:
             merged.setdefault(ours, lora[key])
-    if isinstance(merged.get("data"), str):
-        merged["data"] = [merged["data"]]
+            lines.setdefault(ours, lines.get("lora_parameters"))
+    for name in ("data", "val_data"):  # one file may be given as a plain string
+        if isinstance(merged.get(name), str):
+            merged[name] = [merged[name]]
+    cfg = TrainConfig()
     try:
-        return TrainConfig(**merged)
-    except TypeError as exc:
-        raise UserError(f"{source}: {exc}") from None
+        for name, value in merged.items():
+            setattr(cfg, name, check_setting(name, value))
+        return cfg.validate()
+    except SettingError as exc:
+        if flags:
+            raise UserError(f"--{exc.name.split(':')[0].replace('_', '-')}: {exc.reason}") from None
+        raise UserError(f"{_at(source, lines, exc.name)}: {exc.name}: {exc.reason}") from None
+
+
+def _at(source: str, lines: dict, name: str) -> str:
+    line = lines.get(name.split(":")[0])
+    return f"{source}:{line}" if line else source
+
+
+def _key_lines(text: str, name: str) -> dict:
+    """Top-level key -> line number of a YAML mapping (for FILE:LINE in errors)."""
+    try:
+        node = yaml.compose(text, YamlLoader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    lines = {}
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode):
+            if key.value in lines:  # PyYAML would keep the last silently
+                raise UserError(f"{name}:{key.start_mark.line + 1}: {key.value!r} is set twice "
+                                f"(first on line {lines[key.value]})")
+            lines[key.value] = key.start_mark.line + 1
+    return lines
 
 
 def load_config(path) -> TrainConfig:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a YAML file of settings")
     try:
-        raw = yaml.load(path.read_text(), YamlLoader) or {}
+        text = path.read_bytes().decode("utf-8")
+        raw = yaml.load(text, YamlLoader) or {}
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        data = path.read_bytes()
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise UserError(f"{path}: UTF-16 text; save the file as UTF-8") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise UserError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of settings")
-    return config_from_dict(raw, str(path))
+        raise UserError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    return config_from_dict(raw, str(path), lines=_key_lines(text, str(path)))
 
 
 def dump_config(config: TrainConfig) -> str:

@@ -3,6 +3,7 @@
 The CLI and the TUI both call `run_training`; it reports through callbacks and never prints.
 """
 
+import errno
 import random
 import signal
 from contextlib import nullcontext
@@ -19,11 +20,13 @@ from derta_mlx.data.prefix import PrefixSampler
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
 from derta_mlx.demo import demo_paths
-from derta_mlx.models.loading import ensure_local, find_model, load_tokenizer
+from derta_mlx.models.loading import ensure_local, find_model, load_checked, load_tokenizer
 from derta_mlx.train.callbacks import both, reporter_for, reporting_callback
 from derta_mlx.train.checkpoint import latest_checkpoint
+from derta_mlx.train.claim import claim_run_dir
 from derta_mlx.train.config import TrainConfig, dump_config, load_config
 from derta_mlx.train.distributed import SINGLE, World, check_batch, current_world
+from derta_mlx.train.fingerprint import differences, fingerprint
 from derta_mlx.train.rundir import new_run_dir, rewind_metrics, write_status
 from derta_mlx.train.trainer import Report, prepare_model, train
 
@@ -88,7 +91,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
 
     ref = find_model(cfg.model)
     model_path = ensure_local(ref, notify)
-    model, tokenizer = mlx_load(str(model_path))
+    model, tokenizer = load_checked(mlx_load, model_path)
     template = get_template(cfg.template or ref.template, tokenizer)
     refusal = resolve_refusal_for(cfg, ref, tokenizer, template)
 
@@ -112,6 +115,12 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
     return model, tokenizer, prepared
 
 
+def resolved_settings(prepared: Prepared) -> TrainConfig:
+    """The config with the catalogue's choices filled in: what config.yaml and checkpoints record."""
+    p = prepared
+    return replace(p.cfg, template=p.template.name, refusal=p.refusal.rule, adapter_path=str(p.run_dir))
+
+
 def resolved_config(prepared: Prepared) -> str:
     """config.yaml: the settings (enough to rerun) plus what they resolved to, as comments."""
     p = prepared
@@ -126,8 +135,7 @@ def resolved_config(prepared: Prepared) -> str:
         + p.stats.transition_summary(),
         f"# validation instances: {len(p.val_set)}",
     ]
-    cfg = replace(p.cfg, template=p.template.name, refusal=p.refusal.rule, adapter_path=str(p.run_dir))
-    return "\n".join(header) + "\n" + dump_config(cfg)
+    return "\n".join(header) + "\n" + dump_config(resolved_settings(p))
 
 
 class StopFlag:
@@ -148,18 +156,36 @@ class StopFlag:
         return signal.signal(signal.SIGINT, handler)
 
 
-def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: World = SINGLE):
-    """(cfg, run_dir, checkpoint or None) for a new run or for --resume RUN."""
+def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: World = SINGLE,
+                    force: bool = False, notify: Callable[[str], None] = lambda message: None):
+    """(cfg, run_dir, checkpoint or None) for a new run or for --resume RUN.
+
+    A run killed before its first checkpoint resumes from step 0 with its saved settings. A
+    checkpoint whose settings or data differ from config.yaml and the files now is refused,
+    unless `force` (then the run continues with what is there now, and says so).
+    """
     if resume:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"{run_dir}: not a run directory (no config.yaml)")
-        saved = load_config(run_dir / "config.yaml").validate()
+            hint = " (it never got past loading: start it again with --out)" if run_dir.is_dir() else ""
+            raise UserError(f"{run_dir}: not a run directory (no config.yaml){hint}")
+        saved = load_config(run_dir / "config.yaml")
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
-            raise UserError(f"{run_dir}: no checkpoint to resume from; start it again with --out")
-        if checkpoint.step >= saved.iters:
+            notify(f"{run_dir}: no checkpoint yet (stopped before step {saved.save_every}); starting it again from "
+                   "step 0 with its saved settings")
+        elif checkpoint.note:
+            notify(f"{run_dir}: {checkpoint.note}")
+        if checkpoint is not None and checkpoint.step >= saved.iters:
             raise UserError(f"{run_dir}: already finished ({checkpoint.step}/{saved.iters} steps)")
+        if checkpoint is not None and checkpoint.fingerprint is not None:
+            changed = differences(checkpoint.fingerprint, fingerprint(saved))
+            if changed and not force:
+                raise UserError(f"{run_dir}: changed since checkpoint step {checkpoint.step}: {'; '.join(changed)}. "
+                                "Undo the change to continue the same run, or pass --force to continue with it "
+                                "(the result will then differ from an uninterrupted run)")
+            if changed:
+                notify(f"--force: continuing from step {checkpoint.step} with: {'; '.join(changed)}")
         check_batch(saved.batch_size, world)
         return saved, run_dir, checkpoint
     cfg = cfg.validate()
@@ -173,24 +199,39 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: Wo
 
 
 def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None, bar=None,
-                 training_callback=None):
+                 training_callback=None, force: bool = False):
     """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given;
     `bar` draws progress (see prepare); `training_callback` is an mlx-lm TrainingCallback (else
-    the config's report_to names mlx-lm's reporters)."""
+    the config's report_to names mlx-lm's reporters); `force` resumes a changed run (see
+    start_or_resume)."""
     world = current_world()
-    cfg, run_dir, checkpoint = start_or_resume(cfg, resume, world)
-    if world.main:
-        callback = training_callback or reporting_callback(cfg.report_to, cfg.project_name, run_dir, cfg.to_dict())
-        on_report = both(on_report, reporter_for(callback) if callback else None)
-    model, tokenizer, prepared = prepare(cfg, run_dir, notify, bar if world.main else None)
+    cfg, run_dir, checkpoint = start_or_resume(cfg, resume, world, force, notify if world.main else lambda m: None)
     if not world.main:  # rank 0 writes the run directory and probes; this rank only trains
+        model, tokenizer, prepared = prepare(cfg, run_dir, notify, None)
         return _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, None, stop, world)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None:
+    claim = claim_run_dir(run_dir, new=resume is None)  # before loading: two starts cannot share it
+    try:
+        return _run_claimed(cfg, resume, run_dir, checkpoint, claim, notify, on_report, probe, stop, bar,
+                            training_callback, world)
+    finally:
+        claim.release()
+
+
+def _run_claimed(cfg, resume, run_dir, checkpoint, claim, notify, on_report, probe, stop, bar, training_callback,
+                 world):
+    try:
+        model, tokenizer, prepared = prepare(cfg, run_dir, notify, bar)
+    except BaseException:
+        if resume is None:
+            claim.abandon()  # a bad input leaves nothing behind
+        raise
+    callback = training_callback or reporting_callback(cfg.report_to, cfg.project_name, run_dir, cfg.to_dict())
+    on_report = both(on_report, reporter_for(callback) if callback else None)
+    if resume is None:
         write_text(run_dir / "config.yaml", resolved_config(prepared))
     else:
-        rewind_metrics(run_dir, checkpoint.step)
-        notify(f"Resuming {run_dir} from step {checkpoint.step}")
+        rewind_metrics(run_dir, checkpoint.step if checkpoint else 0)
+        notify(f"Resuming {run_dir} from step {checkpoint.step if checkpoint else 0}")
     if world.size > 1:
         notify(f"Data-parallel over {world.size} ranks (mlx.launch): {cfg.batch_size // world.size} rows of "
                f"each batch of {cfg.batch_size} per rank")
@@ -201,16 +242,34 @@ def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe
     except KeyboardInterrupt:
         write_status(run_dir, "stopped", error="interrupted")
         raise
+    except OSError as exc:
+        raise _write_failed(run_dir, exc, checkpoint) from None
     except BaseException as exc:
-        write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+        write_status(run_dir, "failed", error=str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
         raise
     write_status(run_dir, "stopped" if results["summary"]["stopped"] else "finished",
                  step=results["summary"]["step"])
     return results
 
 
+def _write_failed(run_dir: Path, exc: OSError, resumed_from) -> UserError:
+    """A write that failed mid-run (a full disk, most often): the run is marked failed where that
+    is still possible, and the error says what is intact."""
+    last = latest_checkpoint(run_dir)
+    kept = f"the last checkpoint (step {last.step}) is intact" if last else "no checkpoint was written yet"
+    what = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+    message = f"{run_dir}: writing {exc.filename or 'the run'} failed: {what}; {kept}. " + (
+        f"Free space, then: derta-mlx train --resume {run_dir}" if last else "Free space and start it again")
+    try:
+        write_status(run_dir, "failed", error=message)
+    except OSError:
+        pass  # the lock is gone with this process: the run reads as failed anyway
+    return UserError(message)
+
+
 def _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, probe, stop, world):
     """run_training's middle: adapters on, probe before, train, probe after."""
+    run_fingerprint = fingerprint(resolved_settings(prepared))
     facts = prepare_model(model, cfg)
     model = facts["model"]
     results = {"run_dir": str(run_dir), "model_path": str(prepared.model_path),
@@ -219,7 +278,8 @@ def _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_re
         results["before"] = probe(model, tokenizer, prepared, "before")
     with accel.training():
         summary = train(model, prepared.train_set, prepared.val_set, cfg, run_dir, cfg.model or "default",
-                        resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False), world=world)
+                        resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False), world=world,
+                        fingerprint=run_fingerprint)
     results["summary"] = summary
     if probe and not summary["stopped"] and prepared.probe_examples:
         results["after"] = probe(model, tokenizer, prepared, "after")

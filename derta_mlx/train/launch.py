@@ -17,7 +17,8 @@ from pathlib import Path
 from derta_mlx.common.atomic import write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.train.config import TrainConfig, dump_config
-from derta_mlx.train.rundir import new_run_dir, read_status
+from derta_mlx.train.claim import holder_pid, run_is_live
+from derta_mlx.train.rundir import new_run_dir
 
 
 def launch_dir(run_dir) -> Path:
@@ -58,17 +59,17 @@ def resume_training(run_dir) -> subprocess.Popen:
 def stop_training(run_dir, process=None) -> bool:
     """Ask the process training run_dir to stop after its current step; False if none runs.
 
-    `process` (the Popen that launched it) covers the seconds before the child has loaded the
-    model and written status.json with its pid.
+    Only the process that holds the run's lock (claim.py) is signalled, never just the pid in
+    status.json, which may by now belong to anything. `process` (the Popen that launched it)
+    covers the moment before the child has claimed the directory.
     """
-    status = read_status(run_dir)
-    pid = status.get("pid") if status.get("state") == "running" else None
+    pid = holder_pid(run_dir) if run_is_live(run_dir) else None
     if pid is None and process is not None and process.poll() is None:
         pid = process.pid
     if pid is None:
         return False
     try:
-        os.kill(int(pid), signal.SIGINT)
+        os.kill(pid, signal.SIGINT)
     except ProcessLookupError:
         return False
     except PermissionError as exc:

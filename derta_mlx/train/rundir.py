@@ -10,6 +10,7 @@ from typing import List, Optional
 from derta_mlx.common.atomic import write_json, write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.train.checkpoint import latest_checkpoint
+from derta_mlx.train.claim import LOCK, START_FILES, run_is_live
 from derta_mlx.train.config import load_config
 
 RUNS = Path("runs")
@@ -18,13 +19,17 @@ RUNS = Path("runs")
 def new_run_dir(requested, model_name: str, method: str) -> Path:
     """The requested directory (must be new or empty), or runs/<model>-<method>-<time>.
 
-    Only the path: it is created once the model and data have loaded, so a bad input leaves
-    nothing behind.
+    Only the path, checked early for a quick answer; claim_run_dir makes the check that counts
+    (under the directory's lock) and creates it.
     """
     if requested:
         path = Path(requested)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path} is a file; --out needs a new or empty directory")
+        if path.is_dir() and (path / "config.yaml").exists():
             raise UserError(f"{path} already holds a run; use --resume {path} to continue it, or another --out")
+        if path.is_dir() and any(p.name not in START_FILES for p in path.iterdir()):
+            raise UserError(f"{path} is not empty; give a new or empty directory to --out")
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = RUNS / f"{Path(model_name).name}-{method}-{stamp}"
@@ -116,7 +121,8 @@ def run_info(run_dir) -> RunInfo:
     step = _last(rows, "step") or 0
     status = read_status(run_dir)
     state, error, pid = status.get("state"), status.get("error", ""), status.get("pid")
-    if state == "running" and not pid_alive(pid):
+    live = run_is_live(run_dir) if (run_dir / LOCK).is_file() else pid_alive(pid)  # runs from before the lock
+    if state == "running" and not live:
         state, error = "failed", "the training process ended without a word (killed?)"
     if state not in STATES:  # a run from before status.json, or one that died while starting
         done = iters and step >= iters and (run_dir / "adapters.safetensors").exists()

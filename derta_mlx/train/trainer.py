@@ -10,6 +10,7 @@ The loop reports through a callback and writes nothing but the run directory.
 """
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from derta_mlx import accel
 from derta_mlx.common.atomic import save_safetensors, write_json
+from derta_mlx.common.errors import UserError
 from derta_mlx.data.batches import BatchOrder, pad_batch
 from derta_mlx.data.instances import Instance
 from derta_mlx.train.checkpoint import ResumeState, restore, save_checkpoint
@@ -38,6 +40,14 @@ from derta_mlx.train.loss import (
     supervised,
     term_scales,
 )
+
+
+class NonFiniteLoss(UserError):
+    def __init__(self, loss: float, step: int, learning_rate: float, saved_step: Optional[int]):
+        kept = (f"the last good checkpoint (step {saved_step}) and adapters.safetensors are kept"
+                if saved_step else "no checkpoint had been written yet")
+        super().__init__(f"the loss became {loss} at step {step} (learning rate {learning_rate:.3g}): training "
+                         f"stopped there and {kept}. Lower --learning-rate (or check the data) and start again")
 
 
 @dataclass
@@ -138,11 +148,15 @@ def train(
     on_report: Callable[[Report], None] = lambda report: None,
     stop_requested: Callable[[], bool] = lambda: False,
     world: Optional[World] = None,
+    fingerprint: Optional[dict] = None,
 ) -> dict:
     """Train `model` (already prepared) and write adapters, checkpoints and metrics to run_dir.
 
     Under `mlx.launch` (see distributed.py) each rank trains on its share of every batch, the
-    gradients are summed across ranks, and only rank 0 writes or reports.
+    gradients are summed across ranks, and only rank 0 writes or reports. A loss that is not a
+    finite number stops the run (NonFiniteLoss) before the step is applied, so the last
+    checkpoint and adapters.safetensors stay the last good ones. `fingerprint` goes into every
+    checkpoint (see fingerprint.py).
     """
     world = world or current_world()
     check_batch(cfg.batch_size, world)
@@ -161,11 +175,15 @@ def train(
     else:
         on_report = lambda report: None  # noqa: E731  (rank 0 reports for all)
 
+    saved_step = resume.step if resume else None
+
     def save(at_step: int) -> None:
-        if not world.main:
+        nonlocal saved_step
+        if not world.main or at_step == saved_step:  # a stop right after a save: nothing new to write
             return
-        save_checkpoint(run_dir, at_step, micro, tokens_total, model, optimizer, window)
+        save_checkpoint(run_dir, at_step, micro, tokens_total, model, optimizer, window, fingerprint)
         save_safetensors(run_dir / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
+        saved_step = at_step
 
     window = {"loss": 0.0, "mle": 0.0, "rto": 0.0, "n_mle": 0, "n_rto": 0, "tokens": 0, "steps": 0}
     if resume:
@@ -207,6 +225,8 @@ def train(
                 mx.eval(grads, sums)
             grads = world.sum_tree(grads)
             loss_value, mle_sum, rto_sum = world.sum(sums).tolist()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(loss_value, step + 1, float(optimizer.learning_rate.item()), saved_step)
             optimizer.update(model, grads)
             mx.eval(model.trainable_parameters(), optimizer.state)
             step += 1

@@ -15,6 +15,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
 from derta_mlx.api import (
+    SettingError,
     TrainConfig,
     UserError,
     dump_config,
@@ -143,9 +144,10 @@ class TrainForm(VerticalScroll, can_focus=False):  # Tab goes straight to the fi
             return None, errors
         try:
             cfg.validate()
+        except SettingError as exc:
+            return None, {exc.name if exc.name in NAMES else "form": str(exc)}
         except UserError as exc:
-            field = str(exc).split()[0].rstrip(":")
-            return None, {field if field in NAMES else "form": str(exc)}
+            return None, {"form": str(exc)}
         try:
             find_model(cfg.model)
         except UserError as exc:
@@ -192,10 +194,19 @@ class TrainForm(VerticalScroll, can_focus=False):  # Tab goes straight to the fi
         path = self.config_path()
         if not path:
             errors["config"] = "give a path to save the config to"
+        elif Path(path).is_dir():
+            errors["config"] = f"{path} is a directory: give a file name, e.g. {Path(path) / 'run.yaml'}"
         if errors:
             self.show_errors(errors)
             return False
-        write_text(path, dump_config(cfg))
+        try:
+            write_text(path, dump_config(cfg.validate()))
+        except SettingError as exc:
+            self.show_errors({exc.name if exc.name in NAMES else "config": str(exc)})
+            return False
+        except OSError as exc:
+            self.show_errors({"config": f"{path}: cannot write: {exc.strerror}"})
+            return False
         self.show_errors({})
         return True
 
