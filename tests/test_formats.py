@@ -73,3 +73,27 @@ def test_missing_file_and_empty_directory(tmp_path):
         read_rows([tmp_path / "absent.jsonl"])
     with pytest.raises(DataError, match="no .jsonl"):
         read_rows([tmp_path])
+
+
+def test_duplicate_rows_are_dropped_with_a_note(tmp_path):
+    """A repeated example would sit on both sides of the train/validation split: the first stays."""
+    triple = {"question": "How do I hide a cookie?", "safe_response": "Sorry, no.", "harmful_response": "Sure! Wait."}
+    first = write_lines(tmp_path / "a.jsonl", [triple, {"text": "fine"}, {**triple, "id": "other id"}])
+    second = write_lines(tmp_path / "b.jsonl", [{"text": "fine"}, {**triple, "question": "How do I hide a pencil?"}])
+    notes = []
+    rows = read_rows([first, second], notes.append)
+    assert [(r.where.path, r.where.line) for r in rows] == [(str(first), 1), (str(first), 2), (str(second), 2)]
+    assert notes == [f"note: {first}:3: duplicate of {first}:1; dropped",
+                     f"note: {second}:1: duplicate of {first}:2; dropped"]
+
+
+def test_duplicates_note_on_stderr_by_default(tmp_path, capsys):
+    path = write_lines(tmp_path / "a.jsonl", [{"text": "fine"}, {"text": "fine"}])
+    assert len(read_rows([path])) == 1
+    assert f"{path}:2: duplicate of {path}:1" in capsys.readouterr().err
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": "fine"}).encode() + b"\r\n")
+    assert read_rows([path])[0].text == "fine"
