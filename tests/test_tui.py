@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,58 @@ def test_config_save_and_load_round_trip(tmp_path):
         await pilot.pause()
         assert screen.query_one("#f-iters").value == "7"
         assert screen.query_one("#f-learning_rate").value == "0.002"
+
+    run_app(app, body)
+
+
+def test_form_refuses_nan_a_directory_to_save_to_and_a_non_utf8_data_file(tmp_path):
+    app = make_app(tmp_path / "runs", "train")
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"question": "caf\u00e9?", "safe_response": "No.", "harmful_response": "Yes."}\n'
+                       .encode("latin-1"))
+
+    async def body(pilot):
+        screen = app.screen
+        set_inputs(screen, {"f-learning_rate": "nan", "f-config": str(folder)})
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "is a directory" in str(screen.query_one("#err-config").render())
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "latin1.jsonl"]  # no temp file left
+        set_inputs(screen, {"f-config": str(tmp_path / "run.yaml")})
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "finite" in str(screen.query_one("#err-learning_rate").render())
+        assert not (tmp_path / "run.yaml").exists()
+        set_inputs(screen, {"f-learning_rate": "0.001", "f-data": str(latin1)})
+        await pilot.press("f5")
+        await pilot.pause()
+        assert f"{latin1}:1" in str(screen.query_one("#err-data").render())
+        assert not (tmp_path / "runs").exists()
+
+    run_app(app, body)
+
+
+def test_a_diverged_run_opens_without_crashing_the_chart(finished_run, tmp_path):
+    runs = tmp_path / "runs"
+    run = runs / "diverged"
+    shutil.copytree(finished_run, run)
+    rows = _rows(run) + [{"step": 99, "loss": float("inf"), "mle": float("nan"), "rto": None}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (run / "status.json").write_text(json.dumps({"state": "failed", "pid": 1, "error": "the loss became inf at step 99"}))
+    app = make_app(runs, "runs")
+
+    async def body(pilot):
+        table = app.screen.query_one("DataTable")
+        table.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "loss became inf" in str(app.screen.query_one("#detail-summary").render())
+        app.follow_run(run)
+        await pilot.pause()
+        await pilot.pause()
+        assert type(app.screen).__name__ == "TrainScreen"
 
     run_app(app, body)
 

@@ -1,8 +1,13 @@
 """Line charts on textual-plotext: training losses per term, and P(refusal) over positions."""
 
+import math
 from typing import Dict, List, Optional, Sequence
 
 from textual_plotext import PlotextPlot
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 class LossChart(PlotextPlot):
@@ -20,7 +25,8 @@ class LossChart(PlotextPlot):
         plt.title("loss per term")
         plt.xlabel("step")
         for key, label in self.TERMS:
-            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            # plotext cannot scale an axis to inf: a diverged run's last rows are left off the chart
+            points = [(r["step"], r[key]) for r in rows if _finite(r.get(key))]
             if points:
                 plt.plot([p[0] for p in points], [p[1] for p in points], label=label, marker="braille")
         self.refresh()
@@ -40,7 +46,8 @@ class CurveChart(PlotextPlot):
         plt.xlabel("k")
         plt.ylim(0, 1)
         for label, curve in curves.items():
-            plt.plot(list(range(len(curve))), [float(v) for v in curve], label=label, marker="braille")
+            points = [(k, float(v)) for k, v in enumerate(curve) if _finite(v)]
+            plt.plot([k for k, _ in points], [v for _, v in points], label=label, marker="braille")
         if cursor is not None and curves:
             plt.vline(cursor, "red")
         self.refresh()
