@@ -144,7 +144,8 @@ def check_setting(name: str, value):
     if value is None:
         if rule.optional:
             return None
-        raise SettingError(name, "has no value")
+        wanted = {"int": "an integer", "float": "a number", "bool": "true or false", "list": "a list of strings"}
+        raise SettingError(name, f"has no value (expected {wanted.get(rule.kind, 'a value')})")
     if rule.kind in ("int", "float"):
         value = _number(name, value, rule.kind)
         _in_range(name, value, rule)
