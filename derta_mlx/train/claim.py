@@ -95,11 +95,13 @@ def holder_pid(path):
 
 
 def run_is_live(path) -> bool:
-    """True while a process holds the run's lock (its status.json pid is then that process)."""
-    lock = Path(path) / LOCK
-    if not lock.is_file():
+    """True while a process holds the run's lock (its status.json pid is then that process).
+    Opens the lock read-only, so runs on a read-only disk can still be listed."""
+    try:
+        handle = open(Path(path) / LOCK, "rb")
+    except OSError:
         return False
-    with open(lock, "a+") as handle:
+    with handle:
         if not _try_lock(handle):
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
