@@ -166,3 +166,16 @@ def test_dequantised_inference_gives_the_4bit_models_curve(tiny_dir):
         curves[setting] = refusal_curve(model, tokenizer, template, EXAMPLES[0], [33386, 19701]).p_refusal
     assert curves["yes"].shape == curves["no"].shape
     assert np.allclose(curves["yes"], curves["no"], rtol=1e-3, atol=1e-6)
+
+
+def test_positions_past_every_answer_are_refused_and_past_some_noted():
+    from derta_mlx.common.errors import UserError
+    from derta_mlx.probe.model import check_positions
+
+    notes = []
+    check_positions([0, 10], [12, 30], "token", notes.append)
+    assert notes == []
+    check_positions([0, 20], [12, 30], "token", notes.append)  # the 12-token answer is probed at its end
+    assert notes == ["note: k=20 is past the end of 1 of 2 answer(s); those are probed at their end"]
+    with pytest.raises(UserError, match=r"k=99 is past the end of every harmful answer \(the longest is 30 words\)"):
+        check_positions([0, 99], [12, 30], "word")

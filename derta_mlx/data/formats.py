@@ -147,10 +147,7 @@ def parse_row(obj, where: Where) -> Row:
             raise DataError(f"{where}: 'answer' must be a string or a number")
         return QuestionRow(_optional_id(obj, where), _text_field(obj, "question", where),
                            None if answer is None else str(answer), where)
-    partial = {"safe_response", "harmful_response", "prefix", "safe"} & keys
-    hint = ""
-    if partial:
-        hint = " (a safety triple needs question, safe_response and harmful_response; a DeRTa row needs prefix, text and safe)"
+    hint = " (a DeRTa row needs prefix, text and safe)" if {"prefix", "safe"} & keys else ""
     raise DataError(f"{where}: unrecognised row with keys {sorted(keys)}{hint}")
 
 

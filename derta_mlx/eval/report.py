@@ -177,11 +177,17 @@ def load_report(run: str) -> dict:
         raise UserError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not valid UTF-8; `derta-mlx eval` writes it") from None
-    suites = report.get("suites") if isinstance(report, dict) else None
-    if not (isinstance(suites, list) and all(isinstance(r, dict) and {"suite", "kind", "n", "refusal_histogram"} <= set(r) for r in suites)
-            and isinstance(report.get("judges"), list)):
+    if not _is_report(report):
         raise UserError(f"{path}: not an eval report (it needs 'suites' and 'judges' as `derta-mlx eval` writes them)")
     return report
+
+
+def _is_report(report) -> bool:
+    """The fields compare() reads, so a hand-edited or foreign file is refused by name."""
+    suites = report.get("suites") if isinstance(report, dict) else None
+    row_keys = {"suite", "kind", "n", "refusal_histogram"}
+    return (isinstance(suites, list) and isinstance(report.get("judges"), list)
+            and all(isinstance(row, dict) and row_keys <= set(row) for row in suites))
 
 
 def compare(a: dict, b: dict, label_a: str, label_b: str, judge: str = "final") -> str:

@@ -75,14 +75,16 @@ def read_adapter_config(adapter) -> dict:
 
 def _check_safetensors(path: Path) -> None:
     """A truncated or empty file is named here instead of failing deep inside the loader."""
-    data = path.read_bytes()
-    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    try:
-        header = json.loads(data[8 : 8 + size]) if 0 < size <= len(data) - 8 else None
+    total = path.stat().st_size
+    with open(path, "rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        raw = handle.read(size) if 0 < size <= total - 8 else b""
+    try:  # the header names every tensor's byte range; the last one must end where the file does
+        header = json.loads(raw)
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         header = None
-    if header is None or 8 + size + end != len(data):
+    if header is None or 8 + size + end != total:
         raise UserError(f"{path}: truncated or not a safetensors file; train again or use an earlier checkpoint")
 
 
