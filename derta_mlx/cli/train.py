@@ -170,9 +170,8 @@ def cmd_dry_run(args) -> int:
 
 def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
     """Before a run loads its model: False (and the report) when it cannot fit."""
-    from derta_mlx.train.distributed import current_world
-
     from derta_mlx.models.loading import check_local_model
+    from derta_mlx.train.distributed import current_world
 
     if args.ignore_memory_check or current_world().size > 1:  # ranks: mlx.launch's processes
         return True

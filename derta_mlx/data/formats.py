@@ -251,7 +251,8 @@ def drop_duplicates(rows: List[Row], notify: Callable[[str], None] = _stderr) ->
     return kept
 
 
-def _data_files(paths) -> List[Path]:
+def data_files(paths) -> List[Path]:
+    """The files a list of data paths names: directories stand for their *.jsonl and *.json files."""
     files = []
     for path in [Path(p) for p in paths]:
         if path.is_dir():
@@ -268,7 +269,7 @@ def read_rows(paths, notify: Callable[[str], None] = _stderr) -> List[Row]:
     """Every row of every file (directories: their *.jsonl and *.json files), checked in full;
     each file must hold rows, and a row identical to an earlier one is dropped with a note."""
     rows = []
-    for file in _data_files(paths):
+    for file in data_files(paths):
         found = list(iter_rows(file))
         if not found:
             raise DataError(f"{file}: no rows (the file is empty)")

@@ -14,7 +14,7 @@ from derta_mlx.common.errors import UserError
 from derta_mlx.data.formats import SafetyTriple, read_rows
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
-from derta_mlx.models.loading import ensure_local, find_model
+from derta_mlx.models.loading import check_safetensors, ensure_local, find_model
 from derta_mlx.probe.curves import ProbeExample
 from derta_mlx.train.config import load_config
 
@@ -61,7 +61,7 @@ def read_adapter_config(adapter) -> dict:
         if not (path / name).is_file():
             raise UserError(f"{adapter}: no {name}; is this a run directory? (a run writes its adapter "
                             "at its first checkpoint)")
-    _check_safetensors(path / "adapters.safetensors")
+    check_safetensors(path / "adapters.safetensors")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -71,21 +71,6 @@ def read_adapter_config(adapter) -> dict:
     if missing:
         raise UserError(f"{config_file}: not an adapter config (no {', '.join(missing)})")
     return config
-
-
-def _check_safetensors(path: Path) -> None:
-    """A truncated or empty file is named here instead of failing deep inside the loader."""
-    total = path.stat().st_size
-    with open(path, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        raw = handle.read(size) if 0 < size <= total - 8 else b""
-    try:  # the header names every tensor's byte range; the last one must end where the file does
-        header = json.loads(raw)
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        header = None
-    if header is None or 8 + size + end != total:
-        raise UserError(f"{path}: truncated or not a safetensors file; train again or use an earlier checkpoint")
 
 
 def set_adapter_scale(model, scale: float) -> None:

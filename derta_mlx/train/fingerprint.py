@@ -10,20 +10,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import List
 
+from derta_mlx.data.formats import data_files
 from derta_mlx.demo import demo_paths
 from derta_mlx.train.config import TrainConfig
 
 # Settings that change what is logged or where, not what is trained: free to differ on resume.
 FREE = ("adapter_path", "probe_after", "report_to", "project_name", "steps_per_report", "steps_per_eval",
         "save_every", "val_batches")
-
-
-def data_files(paths) -> List[Path]:
-    """The files a list of data paths reads, directories expanded as data.formats.read_rows does."""
-    files = []
-    for path in map(Path, paths):
-        files.extend(sorted([*path.glob("*.jsonl"), *path.glob("*.json")]) if path.is_dir() else [path])
-    return files
 
 
 def _sha256(path: Path) -> str:

@@ -20,7 +20,12 @@ from derta_mlx.data.prefix import PrefixSampler
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
 from derta_mlx.demo import demo_paths
-from derta_mlx.models.loading import ensure_local, find_model, load_checked, load_tokenizer
+from derta_mlx.models.loading import (
+    ensure_local,
+    find_model,
+    load_checked,
+    load_tokenizer,
+)
 from derta_mlx.train.callbacks import both, reporter_for, reporting_callback
 from derta_mlx.train.checkpoint import latest_checkpoint
 from derta_mlx.train.claim import claim_run_dir

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from derta_mlx.common.atomic import write_text
 from derta_mlx.common.errors import UserError
-from derta_mlx.train.config import TrainConfig, dump_config
 from derta_mlx.train.claim import holder_pid, run_is_live
+from derta_mlx.train.config import TrainConfig, dump_config
 from derta_mlx.train.rundir import new_run_dir
 
 

@@ -7,7 +7,11 @@ from textual_plotext import PlotextPlot
 
 
 def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    """A plottable number (numpy's included); None, NaN and inf are not."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 class LossChart(PlotextPlot):
@@ -47,7 +51,8 @@ class CurveChart(PlotextPlot):
         plt.ylim(0, 1)
         for label, curve in curves.items():
             points = [(k, float(v)) for k, v in enumerate(curve) if _finite(v)]
-            plt.plot([k for k, _ in points], [v for _, v in points], label=label, marker="braille")
+            if points:
+                plt.plot([k for k, _ in points], [v for _, v in points], label=label, marker="braille")
         if cursor is not None and curves:
             plt.vline(cursor, "red")
         self.refresh()
