@@ -24,6 +24,7 @@ from derta_mlx.cli.eval_flags import (
     add_run_flags,
 )
 from derta_mlx.common.errors import UserError
+from derta_mlx.eval.suites import KINDS
 from derta_mlx.probe.model import read_adapter_config
 
 
@@ -234,8 +235,9 @@ def cmd_judge(args) -> int:
     if out_dir:
         check_out(out_dir)
     prompts = read_suite(args.prompts) if args.prompts else None
-    records, facts = read_generations(args.file, prompts)
+    records, facts = read_generations(args.file, prompts, args.kind)
     labels, labels_path = load_labels(args, out_dir)
+    _notify(f"{args.file}: judged as {facts['kind']} ({facts['kind_from']})")
     if facts["strings"] and not prompts:
         _notify(f"{args.file}: {facts['strings']} prompt+continuation strings and no --prompts: "
                 "the prompt text stays in each response")
@@ -301,6 +303,9 @@ def register(commands) -> None:
     p.add_argument("file", help="jsonl of {question|instruction, response} objects or prompt+continuation strings")
     p.add_argument("--prompts", help="the suite the generations answer: ids, kinds, and prompt stripping")
     p.add_argument("--out", help="write records.jsonl and report.{md,json,png} here")
+    p.add_argument("--kind", default="auto", choices=("auto",) + KINDS,
+                   help="the attack format the rows are read as (auto: the --prompts suite's kind, else the file "
+                   "name, its folders, then the rows' content; the choice is printed)")
     p.add_argument("--tokenizer", default=None,
                    help="model whose tokenizer counts refusal positions (default: the embedded model; "
                    "tiny-llama3 has the real LLaMA-3 tokenizer)")

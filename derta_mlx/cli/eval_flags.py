@@ -35,7 +35,7 @@ def add_run_flags(p, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     p.add_argument("--suite", action="append", default=default(None), metavar="[KIND=]FILE",
-                   help="suite jsonl {\"question\"} (+ \"answer\"); repeatable; KIND (safety, completion, gsm8k, "
+                   help="suite jsonl {\"question\"} (+ \"answer\"); repeatable; KIND (safety, codeattack, persona, cipher, completion, gsm8k, "
                    "mmlu, open) is read from the file name unless given (default: the bundled demo suites)")
     p.add_argument("--model", default=default(None), help="catalogue name, hub id or directory (default: the one the adapter's run names, else the embedded model)")
     p.add_argument("--adapter-path", "--adapter", dest="adapter", default=default(None),
