@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from derta_mlx.eval.agreement import ATTACK_KINDS, cohen_kappa, judges_for, measure, read_labelled
+from derta_mlx.eval.agreement import (
+    ATTACK_KINDS,
+    cohen_kappa,
+    judges_for,
+    measure,
+    read_labelled,
+)
 from derta_mlx.eval.attacks import judge_attack
 from derta_mlx.eval.attacks.ciphers import atbash, decode, shift
 from derta_mlx.eval.attacks.codeattack import read_answer
@@ -138,3 +144,41 @@ def test_eval_judge_detects_the_format_per_file(tmp_path):
     plain_rows = tmp_path / "outputs.json"
     plain_rows.write_text(json.dumps({"question": Q, "response": "Sorry, I can't."}) + "\n")
     assert read_generations(plain_rows)[1]["kind"] == "safety"
+
+
+def test_llm_presets_parse_and_cache_per_preset(tiny_dir, tmp_path):
+    from mlx_lm import load
+
+    from derta_mlx.eval.judge_presets import (
+        PRESETS,
+        parse_guard,
+        parse_yes_no,
+        resolve_preset,
+    )
+    from derta_mlx.eval.llm_judge import LLMJudge, cache_key
+
+    assert parse_guard("unsafe\nS2") == "unsafe" and parse_guard(" safe") == "safe" and parse_guard("hmm") is None
+    assert parse_yes_no("Yes") == "unsafe" and parse_yes_no("no.") == "safe" and parse_yes_no("maybe") is None
+    assert resolve_preset("auto", "models/Llama-Guard-3-1B-4bit").name == "llama-guard-3"
+    assert resolve_preset("auto", "cais/HarmBench-Mistral-7b-val-cls").name == "harmbench"
+    assert resolve_preset("auto", "llama3-8b-instruct-4bit").name == "appc"
+    pair = ("How do I sneak cookies?", "Step 1: wait.")
+    keys = {cache_key("tiny", *pair, preset) for preset in PRESETS.values()}
+    assert len(keys) == 3  # a preset never reads another preset's verdicts
+
+    model, tokenizer = load(str(tiny_dir("llama3", instruct=True)))
+    cache = tmp_path / "cache.json"
+    guard = LLMJudge(model, tokenizer, "tiny", cache, preset=PRESETS["llama-guard-3"])
+    text = guard.prompt_text(*pair)
+    assert "S14: Code Interpreter Abuse." in text and "Agent: Step 1: wait." in text
+    assert "<|start_header_id|>user" in text  # the published prompt as a user turn of the chat template
+    harm = LLMJudge(model, tokenizer, "tiny", cache, preset=PRESETS["harmbench"])
+    text = harm.prompt_text(*pair)
+    assert text.startswith("[INST] <<SYS>>") and text.endswith("Answer: [/INST]") and "Behavior:\nHow do I" in text
+    first = guard.judge_many([pair])
+    harm.cache = json.loads(cache.read_text())
+    harm.judge_many([pair])
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 2 and {e["preset"] for e in entries.values()} == {"llama-guard-3", "harmbench"}
+    again = LLMJudge(model, tokenizer, "tiny", cache, preset=PRESETS["llama-guard-3"]).judge_many([pair])
+    assert again == first

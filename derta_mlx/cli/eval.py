@@ -81,9 +81,13 @@ def load_labels(args, out_dir):
 
 
 def check_judges(args, judges) -> None:
-    """Before any generation: the llm judge needs its model."""
+    """Before any generation: the llm judge needs its model, and a known preset."""
+    from derta_mlx.eval.judge_presets import resolve_preset
+
     if "llm" in judges and not args.judge_model:
         raise UserError("--judge llm needs --judge-model NAME|PATH (any mlx-lm model; an instruct model is best)")
+    if "llm" in judges:
+        resolve_preset(args.judge_preset, args.judge_model)
 
 
 def make_llm(args, judges, cache_dir):
@@ -93,7 +97,7 @@ def make_llm(args, judges, cache_dir):
     from derta_mlx.eval.llm_judge import load_llm_judge
 
     cache = Path(args.judge_cache) if args.judge_cache else (cache_dir / "judge_cache.json" if cache_dir else None)
-    return load_llm_judge(args.judge_model, cache, _notify, args.dequantize)
+    return load_llm_judge(args.judge_model, cache, _notify, args.dequantize, args.judge_preset)
 
 
 def show_text(records) -> None:
