@@ -141,6 +141,11 @@ def test_eval_judge_detects_the_format_per_file(tmp_path):
     assert detect_kind(folder / "model.json", [])[0] == "cipher"
     records, facts = read_generations(plain, kind="safety")  # --kind overrides the detection
     assert facts["kind"] == "safety" and facts["kind_from"] == "--kind"
+    # our own records from before attack kinds said "safety": the suite's name refines it
+    old = tmp_path / "records.jsonl"
+    old.write_text(json.dumps({"id": "c1", "suite": "safety_codeattack_demo", "kind": "safety", "question": Q,
+                               "response": code}) + "\n")
+    assert read_generations(old)[0][0]["kind"] == "codeattack"
     plain_rows = tmp_path / "outputs.json"
     plain_rows.write_text(json.dumps({"question": Q, "response": "Sorry, I can't."}) + "\n")
     assert read_generations(plain_rows)[1]["kind"] == "safety"

@@ -208,7 +208,8 @@ def cmd_run(args) -> int:
         _notify(f"  generated {stats.samples} responses at {stats.tokens_per_s:.1f} tokens/s")
     every = read_records(records_path)
     latest = latest_by_key(every)
-    current = [latest[job.key] for job in jobs]
+    # the suite decides the kind (records from before attack kinds said "safety")
+    current = [{**latest[job.key], "kind": bases[job.key]["kind"]} for job in jobs]
     judged = judge_records(current, judges, labels, make_llm(args, judges, out_dir))
     replaced = {record_key(r): r for r in judged}
     kept = [replaced.pop(record_key(r), None) or r for r in latest.values()]

@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 
 from derta_mlx.data.formats import DataError, iter_json_lines
 from derta_mlx.eval.attacks.detect import detect_kind
-from derta_mlx.eval.suites import Suite, check_kind, kind_from_name
+from derta_mlx.eval.suites import Suite, attack_from_name, check_kind, kind_from_name
 
 
 def _match_prefix(text: str, suite: Suite):
@@ -106,6 +106,10 @@ def read_generations(path, prompts: Optional[Suite] = None, kind: str = "auto") 
         detected, kind_from = detect_kind(path, records, facts["strings"])
         kind = detected or kind
     for record in records:
-        record["kind"] = record["kind"] or kind  # a row's own kind (our records) stays
+        own = record["kind"]
+        if given or not own:
+            record["kind"] = kind
+        elif own == "safety":  # records written before attack kinds: the suite's name may say which
+            record["kind"] = attack_from_name(str(record["suite"])) or own
     facts.update({"kind": kind, "kind_from": kind_from})
     return records, facts
