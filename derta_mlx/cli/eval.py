@@ -242,7 +242,11 @@ def cmd_judge(args) -> int:
     prompts = read_suite(args.prompts) if args.prompts else None
     records, facts = read_generations(args.file, prompts, args.kind)
     labels, labels_path = load_labels(args, out_dir)
-    _notify(f"{args.file}: judged as {facts['kind']} ({facts['kind_from']})")
+    kinds = sorted({r["kind"] for r in records})
+    if kinds == [facts["kind"]]:
+        _notify(f"{args.file}: judged as {facts['kind']} ({facts['kind_from']})")
+    else:  # our own records carry each row's suite kind
+        _notify(f"{args.file}: judged by each row's kind ({', '.join(kinds)})")
     if facts["strings"] and not prompts:
         _notify(f"{args.file}: {facts['strings']} prompt+continuation strings and no --prompts: "
                 "the prompt text stays in each response")
