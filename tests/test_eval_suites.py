@@ -23,12 +23,18 @@ def write(path, lines):
 
 def test_suite_rows_ids_and_kinds(tmp_path):
     suite = read_suite(str(write(tmp_path / "safety_jailbreakchat.json", [{"question": "a?"}, {"question": "b?", "id": 7}])))
-    assert suite.kind == "safety" and suite.name == "safety_jailbreakchat"
+    # the name says which attack: its answers are read in that format (eval/attacks/)
+    assert suite.kind == "persona" and suite.name == "safety_jailbreakchat"
     assert [i.id for i in suite.items] == ["0", "7"]  # no id: the row's index, as the files are ordered
     assert kind_from_name(tmp_path / "helpfulness_gsm8k_500.json") == "gsm8k"
     assert kind_from_name(tmp_path / "helpfulness_mmlu_500.json") == "mmlu"
     assert kind_from_name(tmp_path / "helpfulness_alpaca_eval_300.json") == "open"
     assert kind_from_name(tmp_path / "safety_completionattack.json") == "completion"
+    assert kind_from_name(tmp_path / "safety_codeattack.json") == "codeattack"
+    assert kind_from_name(tmp_path / "safety_selfcipher.json") == "cipher"
+    assert kind_from_name(tmp_path / "autodan_llama3.json") == "persona"
+    assert kind_from_name(tmp_path / "safety_illegal_instructions_200.json") == "safety"
+    assert kind_from_name(tmp_path / "repair_tips.json") == "safety"  # not PAIR
     explicit = read_suite(f"open={write(tmp_path / 'x.jsonl', [{'question': 'q'}])}")
     assert explicit.kind == "open"
 

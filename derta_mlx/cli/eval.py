@@ -24,6 +24,7 @@ from derta_mlx.cli.eval_flags import (
     add_run_flags,
 )
 from derta_mlx.common.errors import UserError
+from derta_mlx.eval.suites import KINDS
 from derta_mlx.probe.model import read_adapter_config
 
 
@@ -80,9 +81,13 @@ def load_labels(args, out_dir):
 
 
 def check_judges(args, judges) -> None:
-    """Before any generation: the llm judge needs its model."""
+    """Before any generation: the llm judge needs its model, and a known preset."""
+    from derta_mlx.eval.judge_presets import resolve_preset
+
     if "llm" in judges and not args.judge_model:
         raise UserError("--judge llm needs --judge-model NAME|PATH (any mlx-lm model; an instruct model is best)")
+    if "llm" in judges:
+        resolve_preset(args.judge_preset, args.judge_model)
 
 
 def make_llm(args, judges, cache_dir):
@@ -92,7 +97,7 @@ def make_llm(args, judges, cache_dir):
     from derta_mlx.eval.llm_judge import load_llm_judge
 
     cache = Path(args.judge_cache) if args.judge_cache else (cache_dir / "judge_cache.json" if cache_dir else None)
-    return load_llm_judge(args.judge_model, cache, _notify, args.dequantize)
+    return load_llm_judge(args.judge_model, cache, _notify, args.dequantize, args.judge_preset)
 
 
 def show_text(records) -> None:
@@ -203,7 +208,8 @@ def cmd_run(args) -> int:
         _notify(f"  generated {stats.samples} responses at {stats.tokens_per_s:.1f} tokens/s")
     every = read_records(records_path)
     latest = latest_by_key(every)
-    current = [latest[job.key] for job in jobs]
+    # the suite decides the kind (records from before attack kinds said "safety")
+    current = [{**latest[job.key], "kind": bases[job.key]["kind"]} for job in jobs]
     judged = judge_records(current, judges, labels, make_llm(args, judges, out_dir))
     replaced = {record_key(r): r for r in judged}
     kept = [replaced.pop(record_key(r), None) or r for r in latest.values()]
@@ -234,8 +240,13 @@ def cmd_judge(args) -> int:
     if out_dir:
         check_out(out_dir)
     prompts = read_suite(args.prompts) if args.prompts else None
-    records, facts = read_generations(args.file, prompts)
+    records, facts = read_generations(args.file, prompts, args.kind)
     labels, labels_path = load_labels(args, out_dir)
+    kinds = sorted({r["kind"] for r in records})
+    if kinds == [facts["kind"]]:
+        _notify(f"{args.file}: judged as {facts['kind']} ({facts['kind_from']})")
+    else:  # our own records carry each row's suite kind
+        _notify(f"{args.file}: judged by each row's kind ({', '.join(kinds)})")
     if facts["strings"] and not prompts:
         _notify(f"{args.file}: {facts['strings']} prompt+continuation strings and no --prompts: "
                 "the prompt text stays in each response")
@@ -301,6 +312,9 @@ def register(commands) -> None:
     p.add_argument("file", help="jsonl of {question|instruction, response} objects or prompt+continuation strings")
     p.add_argument("--prompts", help="the suite the generations answer: ids, kinds, and prompt stripping")
     p.add_argument("--out", help="write records.jsonl and report.{md,json,png} here")
+    p.add_argument("--kind", default="auto", choices=("auto",) + KINDS,
+                   help="the attack format the rows are read as (auto: the --prompts suite's kind, else the file "
+                   "name, its folders, then the rows' content; the choice is printed)")
     p.add_argument("--tokenizer", default=None,
                    help="model whose tokenizer counts refusal positions (default: the embedded model; "
                    "tiny-llama3 has the real LLaMA-3 tokenizer)")

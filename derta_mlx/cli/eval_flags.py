@@ -19,8 +19,12 @@ JUDGE_EPILOG = """examples:
   derta-mlx eval judge results/jailbreakchat/llama3_derta.json --out judged/jchat
   derta-mlx eval judge completion_outputs.json --prompts safety_completionattack.json --tokenizer tiny-llama3
   derta-mlx eval judge runs/demo/eval/records.jsonl --labels labels.jsonl
+  derta-mlx eval judge results/codeattack/llama3_derta.json --judge appc,llm \
+      --judge-model models/llama-guard-3-8b-4bit --judge-preset llama-guard-3   # mlx_lm.convert -q first
 Lines are {"question"|"instruction","response"} objects, or JSON strings of prompt + continuation
 (the official CompletionAttack outputs; --prompts strips the prompt by prefix match).
+Each file is read in its attack's format (CodeAttack, persona, cipher, completion), found from
+--kind, --prompts, the file name, its folders or its rows; the choice is printed.
 """
 COMPARE_EPILOG = """examples:
   derta-mlx eval compare runs/eval-smollm2-135m-4bit runs/demo/eval
@@ -35,7 +39,7 @@ def add_run_flags(p, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     p.add_argument("--suite", action="append", default=default(None), metavar="[KIND=]FILE",
-                   help="suite jsonl {\"question\"} (+ \"answer\"); repeatable; KIND (safety, completion, gsm8k, "
+                   help="suite jsonl {\"question\"} (+ \"answer\"); repeatable; KIND (safety, codeattack, persona, cipher, completion, gsm8k, "
                    "mmlu, open) is read from the file name unless given (default: the bundled demo suites)")
     p.add_argument("--model", default=default(None), help="catalogue name, hub id or directory (default: the one the adapter's run names, else the embedded model)")
     p.add_argument("--adapter-path", "--adapter", dest="adapter", default=default(None),
@@ -64,7 +68,11 @@ def add_judge_flags(p, suppress: bool = False) -> None:
     p.add_argument("--judge", default=default("detector,appc"),
                    help="judge layers, comma-separated, later ones decide: detector, appc, llm "
                    "(default detector,appc)")
-    p.add_argument("--judge-model", default=default(None), help="mlx-lm model for the llm judge")
+    p.add_argument("--judge-model", default=default(None),
+                   help="mlx-lm model for the llm judge: a catalogue name, hub id or directory")
+    p.add_argument("--judge-preset", default=default("auto"), choices=("auto", "appc", "llama-guard-3", "harmbench"),
+                   help="how the llm judge is asked: appc (our App. C prompt), llama-guard-3 or harmbench (their "
+                   "published prompts); auto picks by the model's name")
     p.add_argument("--judge-cache", default=default(None), help="verdict cache (default OUT/judge_cache.json)")
     p.add_argument("--labels", default=default(None), help=LABELS_HELP)
     p.add_argument("--show-text", action="store_true", default=default(False),

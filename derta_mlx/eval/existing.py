@@ -8,13 +8,17 @@
 
 The official files are shuffled against the test files, so with a prompts suite rows are
 joined to it by question text; a question seen again gets the id "ID#2".
+
+The attack format (the suite kind the rows are judged as) is `--kind` when given, else the
+prompts suite's kind, else detected per file (attacks/detect.py: name, folders, content).
 """
 
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from derta_mlx.data.formats import DataError, iter_json_lines
-from derta_mlx.eval.suites import Suite, check_kind, kind_from_name
+from derta_mlx.eval.attacks.detect import detect_kind
+from derta_mlx.eval.suites import Suite, attack_from_name, check_kind, kind_from_name
 
 
 def _match_prefix(text: str, suite: Suite):
@@ -41,13 +45,15 @@ def _check_fields(obj: dict, where) -> None:
         check_kind(obj["kind"], where)
 
 
-def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict], dict]:
-    """(records without verdicts, facts such as how many prompts were matched)."""
+def read_generations(path, prompts: Optional[Suite] = None, kind: str = "auto") -> Tuple[List[dict], dict]:
+    """(records without verdicts, facts such as how many prompts were matched and the kind read)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     name = prompts.name if prompts else path.stem
-    kind = prompts.kind if prompts else kind_from_name(path)
+    given = kind != "auto"
+    kind, kind_from = ((kind, "--kind") if given else (prompts.kind, f"the kind of {prompts.name}") if prompts
+                       else (kind_from_name(path), "file name"))
     by_question = {item.question.strip(): item for item in prompts.items} if prompts else {}
     records, seen = [], {}
     facts = {"strings": 0, "objects": 0, "prompt_matched": 0, "prompt_unmatched": 0}
@@ -91,9 +97,19 @@ def read_generations(path, prompts: Optional[Suite] = None) -> Tuple[List[dict],
         # other fields of an object row (our own records: attack, template, tokens) are kept
         extra = obj if isinstance(obj, dict) else {}
         records.append({"attack": None, "template": None, **extra, "id": item_id,
-                        "suite": extra.get("suite", name), "kind": extra.get("kind", kind),
+                        "suite": extra.get("suite", name), "kind": extra.get("kind"),
                         "question": question, "answer": None if answer is None else str(answer),
                         "prompt": prompt, "response": response, "line": where.line})
     if not records:
         raise DataError(f"{path}: no rows")
+    if not given and not prompts and kind == "safety":
+        detected, kind_from = detect_kind(path, records, facts["strings"])
+        kind = detected or kind
+    for record in records:
+        own = record["kind"]
+        if given or not own:
+            record["kind"] = kind
+        elif own == "safety":  # records written before attack kinds: the suite's name may say which
+            record["kind"] = attack_from_name(str(record["suite"])) or own
+    facts.update({"kind": kind, "kind_from": kind_from})
     return records, facts

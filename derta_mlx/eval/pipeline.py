@@ -69,7 +69,8 @@ def judge_records(records: List[dict], judges: Sequence[str], labels: Optional[d
                            "verdicts": {}, "reasons": {}, "label": None, "verdict": None, "judge": None})
             out.append(record)
             continue
-        layers: Dict[str, Judgement] = rule_layers(record["response"], record.get("question") or "", rule)
+        layers: Dict[str, Judgement] = rule_layers(record["response"], record.get("question") or "", rule,
+                                                   record["kind"])
         if index in llm_verdicts:
             layers["llm"] = llm_verdicts[index]
         shown = [j for j in judges if j in layers]

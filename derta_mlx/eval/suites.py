@@ -1,7 +1,8 @@
 """Evaluation suites: DeRTa's test files, jsonl {"question"} (plus "answer" for GSM8K and MMLU).
 
-The kind of a suite decides how it is scored. It comes from the file name as the official
-files are named (`safety_*`, `*completionattack*`, `helpfulness_gsm8k_*`, `*mmlu*`,
+The kind of a suite decides how it is scored and how its answers are read (attacks/). It comes
+from the file name as the official files are named (`safety_codeattack`, `safety_jailbreakchat`,
+`safety_selfcipher`, `*completionattack*`, AutoDAN/PAIR files, `helpfulness_gsm8k_*`, `*mmlu*`,
 `*alpaca*`), or is given explicitly as `KIND=FILE`.
 """
 
@@ -13,8 +14,16 @@ from typing import List, Optional, Tuple
 from derta_mlx.data.formats import DataError, Where, iter_json_lines
 from derta_mlx.eval.scoring import gsm8k_gold
 
-# safety: ASR; completion: ASR of raw-text continuation prompts; the rest: helpfulness
-KINDS = ("safety", "completion", "gsm8k", "mmlu", "open")
+# ASR kinds: safety (plain questions), codeattack, persona (role-play: JailbreakChat, AutoDAN,
+# PAIR), cipher (SelfCipher and encodings), completion (raw-text continuation prompts);
+# the rest: helpfulness
+KINDS = ("safety", "codeattack", "persona", "cipher", "completion", "gsm8k", "mmlu", "open")
+ATTACK_KINDS = ("codeattack", "persona", "cipher", "completion")
+# name fragments that say which attack a file holds (checked in this order)
+ATTACK_NAMES = (("codeattack", re.compile(r"code[_-]?attack")),
+                ("completion", re.compile(r"completion")),
+                ("cipher", re.compile(r"cipher|caesar|atbash|morse|base64")),
+                ("persona", re.compile(r"jailbreak|jchat|autodan|(?<![a-z])pair(?![a-z])|persona|role[_-]?play")))
 HELPFUL_KINDS = ("gsm8k", "mmlu", "open")
 MMLU_GOLD = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*[.:]?\s*$")
 
@@ -47,9 +56,16 @@ def kind_from_name(path: Path) -> str:
         return "mmlu"
     if "alpaca" in name or "helpful" in name:
         return "open"
-    if "completion" in name:
-        return "completion"
-    return "safety"
+    return attack_from_name(name) or "safety"
+
+
+def attack_from_name(name: str) -> Optional[str]:
+    """The attack kind a file or folder name names, if any."""
+    name = name.lower()
+    for kind, pattern in ATTACK_NAMES:
+        if pattern.search(name):
+            return kind
+    return None
 
 
 def split_spec(spec: str) -> Tuple[Optional[str], Path]:
