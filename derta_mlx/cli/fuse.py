@@ -34,7 +34,7 @@ def request_from_args(args):
 
     tolerance = Tolerance(args.max_refusal_loss, args.max_coherent_loss, args.max_p_refusal_drop,
                           args.max_benign_loss)
-    return FuseRequest(args.adapter, args.out, args.dequantize, args.group_size, args.gguf, args.data,
+    return FuseRequest(args.adapter, args.out, args.dequantize, args.group_size, args.gguf, args.data, args.benign,
                        not args.no_gate, tolerance, args.gate_json)
 
 
@@ -84,6 +84,8 @@ def register(commands) -> None:
                    help="re-quantise the fused layers with this group size (the base's bits) instead of the base's")
     p.add_argument("--gguf", metavar="FILE", help="also write an f16 GGUF for llama.cpp (llama, mistral, mixtral)")
     p.add_argument("--data", help="safety triples jsonl for the gate (default: the run's held-out safety rows)")
+    p.add_argument("--benign", metavar="FILE", help="ordinary questions for the gate, jsonl {question, answer_keywords} "
+                   "(default: the bundled held-out set, derta_mlx/demo/benign_heldout.jsonl)")
     p.add_argument("--no-gate", action="store_true", help="skip the safety gate (loudly; fuse.json says so)")
     p.add_argument("--max-refusal-loss", type=non_negative_float, default=5.0, metavar="POINTS",
                    help="fail if refusal falls more than this many points at any k (default 5)")

@@ -15,6 +15,7 @@ from derta_mlx.accel import float32, load_for_inference
 from derta_mlx.common.errors import UserError
 from derta_mlx.probe.before_after import measure
 from derta_mlx.probe.curves import ProbeExample
+from derta_mlx.probe.helpfulness import read_benign
 from derta_mlx.probe.model import load_probe_model, read_probe_examples
 from derta_mlx.train.job import heldout_safety_rows, train_and_val_rows
 
@@ -59,21 +60,26 @@ def _free(*objects) -> None:
     gc.collect()
 
 
-def measure_adapter(source, examples, notify, bar) -> tuple:
+def read_benign_file(path: Optional[str]):
+    """--benign's questions, or None for the bundled held-out set measure() reads."""
+    return read_benign(path) if path else None
+
+
+def measure_adapter(source, examples, benign, notify, bar) -> tuple:
     """(report, template, refusal) of the base with the run's adapter, as `derta-mlx probe` loads it."""
     loaded = load_probe_model(str(source.base_path), str(source.run_dir), notify, template=source.config.template)
     report = measure(loaded.model, loaded.tokenizer, loaded.template, loaded.refusal, examples, "with the adapter",
-                     notify, bar=bar)
+                     notify, benign=benign, bar=bar)
     template, refusal = loaded.template, loaded.refusal
     _free(loaded)
     return report, template, refusal
 
 
-def measure_fused(fused_dir: Path, template, refusal, examples, notify, bar) -> dict:
+def measure_fused(fused_dir: Path, template, refusal, examples, benign, notify, bar) -> dict:
     """The fused directory as mlx_lm.load reads it, probed with the adapter side's template and token."""
     model, tokenizer, _ = load_for_inference(fused_dir)  # a quantised model: its exact float32 values on a CPU
     model, _ = float32(model)  # a dequantised (float16) one: the same values in float32 on a CPU
-    report = measure(model, tokenizer, template, refusal, examples, "fused", notify, bar=bar)
+    report = measure(model, tokenizer, template, refusal, examples, "fused", notify, benign=benign, bar=bar)
     _free(model, tokenizer)
     return report
 

@@ -25,6 +25,7 @@ class FuseRequest:
     group_size: Optional[int] = None
     gguf: Optional[str] = None
     data: Optional[str] = None
+    benign: Optional[str] = None  # ordinary questions for the gate (default: the bundled held-out set)
     check: bool = True  # False: --no-gate
     tolerance: gate.Tolerance = field(default_factory=gate.Tolerance)
     gate_json: Optional[str] = None  # also write the gate's numbers here, passed or failed
@@ -72,6 +73,7 @@ def run_fuse(request: FuseRequest, notify: Callable[[str], None], bar: Callable 
     if request.group_size is not None:
         fusing.check_group_size(source, request.group_size, request.dequantize)
     examples = gate.heldout_examples(source, request.data, notify) if request.check else []
+    benign = gate.read_benign_file(request.benign) if request.check else None
 
     seconds = {}
     start = time.perf_counter()
@@ -96,8 +98,8 @@ def run_fuse(request: FuseRequest, notify: Callable[[str], None], bar: Callable 
         result = None
         if request.check:
             start = time.perf_counter()
-            adapter, template, refusal = gate.measure_adapter(source, examples, notify, bar)
-            fused = gate.measure_fused(tmp, template, refusal, examples, notify, bar)
+            adapter, template, refusal = gate.measure_adapter(source, examples, benign, notify, bar)
+            fused = gate.measure_fused(tmp, template, refusal, examples, benign, notify, bar)
             result = gate.result_json(gate.compare(adapter, fused, request.tolerance))
             seconds["gate"] = round(time.perf_counter() - start, 1)
             if request.gate_json:
@@ -121,7 +123,7 @@ def run_fuse(request: FuseRequest, notify: Callable[[str], None], bar: Callable 
             seconds["gguf"] = round(time.perf_counter() - start, 1)
 
         record = fuse_record(source, base_hash, result, request.dequantize, request.group_size, quantization, gguf,
-                             request.data, len(examples), seconds)
+                             request.data, request.benign, len(examples), seconds)
         write_json(tmp / "fuse.json", record)
         try:
             staging.publish(tmp, out)

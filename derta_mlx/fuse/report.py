@@ -69,8 +69,8 @@ def remedy(quantization: Optional[dict], dequantized: bool) -> str:
 
 
 def fuse_record(source, base_hash: dict, gate: Optional[dict], dequantized: bool, group_size: Optional[int],
-                quantization: Optional[dict], gguf: Optional[Path], data: Optional[str], n_examples: int,
-                seconds: dict) -> dict:
+                quantization: Optional[dict], gguf: Optional[Path], data: Optional[str], benign: Optional[str],
+                n_examples: int, seconds: dict) -> dict:
     """fuse.json: where the model came from and what the gate measured (or that it was skipped)."""
     return {
         "gate": "skipped" if gate is None else ("passed" if gate["passed"] else "failed"),
@@ -86,6 +86,7 @@ def fuse_record(source, base_hash: dict, gate: Optional[dict], dequantized: bool
         "quantization": quantization,
         "gguf": str(gguf.resolve()) if gguf else None,
         "gate_data": data or "the run's held-out safety rows",
+        "gate_benign": benign or "derta_mlx/demo/benign_heldout.jsonl",
         "gate_questions": n_examples,
         "gate_result": gate,
         "versions": {"derta-mlx": __version__, "mlx-lm": _version("mlx-lm"), "mlx": _version("mlx"),
