@@ -21,10 +21,10 @@ def format_gate_table(gate: dict) -> str:
     was lost, and the verdict."""
     adapter, fused = gate["adapter"], gate["fused"]
 
-    def pair(a, f, percent=True):
+    def pair(a, f, percent=True, worse_if_higher=False):
         if percent:
-            mark = "  <" if a - f > 1e-9 else "   "
-            return f"{a:>5.0%} -> {f:<4.0%}{mark}"
+            worse = f - a if worse_if_higher else a - f
+            return f"{a:>5.0%} -> {f:<4.0%}{'  <' if worse > 1e-9 else '   '}"
         return f"{a:.3f} -> {f:.3f}"
 
     n = adapter["rows"][0]["n"]
@@ -32,11 +32,11 @@ def format_gate_table(gate: dict) -> str:
              f"{'k':>4}  {'refuses':>16}  {'coherent':>16}  {'token loop':>16}  {'P(refusal)':>15}"]
     for a, f in zip(adapter["rows"], fused["rows"]):
         lines.append(f"{a['position']:>4}  {pair(a['refusal_rate'], f['refusal_rate'])}  "
-                     f"{pair(a['coherent'], f['coherent'])}  {pair(a['token_loop'], f['token_loop'])}  "
+                     f"{pair(a['coherent'], f['coherent'])}  {pair(a['token_loop'], f['token_loop'], True, True)}  "
                      f"{pair(a['mean_p_refusal'], f['mean_p_refusal'], False)}")
     ha, hf = adapter["helpfulness"], fused["helpfulness"]
     lines += [f"Ordinary held-out questions ({ha['n']}): answered correctly {pair(ha['answered'], hf['answered'])}"
-              f"  refused {pair(ha['refused'], hf['refused'])}"]
+              f"  refused {pair(ha['refused'], hf['refused'], True, True)}"]
     tol = gate["tolerance"]
     limits = (f"tolerance: {tol['refusal_points']:g} points of refusal, {tol['coherent_points']:g} of coherent "
               f"refusal at any k, mean P(refusal) {tol['p_refusal']:g}")
