@@ -7,6 +7,8 @@ from derta_mlx.common.atomic import write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.data.formats import read_rows
 from derta_mlx.demo import demo_paths
+from derta_mlx.fuse.job import default_out as fused_out
+from derta_mlx.fuse.launch import FuseLaunch, FuseStatus, fuse_status, launch_fuse
 from derta_mlx.models.catalogue import Catalogue, ModelEntry, load_catalogue, models_dir
 from derta_mlx.models.gguf.convert import convert_gguf
 from derta_mlx.models.hub import cached_bytes
@@ -41,5 +43,6 @@ __all__ = [
     "ModelRef", "ensure_local", "find_model", "local_path",
     "ExampleProbe", "PositionResult", "ProbeExample", "probe_examples", "refusal_curves", "top_next_tokens",
     "ProbeModel", "load_probe_model", "parse_positions", "read_probe_examples", "set_adapter_enabled",
+    "FuseLaunch", "FuseStatus", "fuse_status", "fused_out", "launch_fuse",
     "RUNS", "RunInfo", "list_runs", "read_metrics", "run_info", "train_memory_label",
 ]

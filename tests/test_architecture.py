@@ -73,7 +73,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 # The packages in the order data flows through them: each may import only those before it.
-LAYERS = ["common", "accel", "testing", "demo", "data", "models", "train", "probe", "eval", "cli", "api", "__main__"]
+LAYERS = ["common", "accel", "testing", "demo", "data", "models", "train", "probe", "eval", "fuse", "cli", "api", "__main__"]
 
 
 def test_packages_import_only_the_layers_before_them():

@@ -7,6 +7,7 @@
   dequantised(model, setting)          (model, done?): a quantised base computing with its float32
                                        values on a CPU (dequantize.py); the model as it is on a GPU
   load_for_inference(path, adapter, setting)   mlx-lm's load with the same rule
+  float32(model, setting)     (model, done?): a float16/bfloat16 model computing in float32 on a CPU
   is_quantised(model)
 
 The loss uses kernels.exp_shifted(x, shift): exp(x - shift) for x <= shift, the fast exp on a
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 # package must not load MLX (the functions that compute import it when called).
 from derta_mlx.accel.blas import describe, keep_freed_memory, reexec_with_openblas
 
-__all__ = ["start", "describe", "training", "dequantised", "load_for_inference", "is_quantised"]
+__all__ = ["start", "describe", "training", "dequantised", "float32", "load_for_inference", "is_quantised"]
 
 
 def start(script=None, argv=None) -> None:
@@ -41,6 +42,13 @@ def dequantised(model, setting: str = "auto"):
     from derta_mlx.accel.dequantize import dequantize_if_wanted
 
     return dequantize_if_wanted(model, setting)
+
+
+def float32(model, setting: str = "auto"):
+    """(model, upcast?): half-precision weights computing in float32 when `setting` (auto: on a CPU) asks."""
+    from derta_mlx.accel.dequantize import float32_if_wanted
+
+    return float32_if_wanted(model, setting)
 
 
 def is_quantised(model) -> bool:

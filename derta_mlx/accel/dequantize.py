@@ -36,6 +36,18 @@ def dequantize_if_wanted(model, setting: str = "auto"):
     return model, True
 
 
+def float32_if_wanted(model, setting: str = "auto"):
+    """(model, upcast?): a float16/bfloat16 model computes in float32 on a CPU, where only float32
+    matmul has a fast BLAS; the weights keep exactly their values."""
+    from mlx.utils import tree_flatten
+
+    half = any(v.dtype in (mx.float16, mx.bfloat16) for _, v in tree_flatten(model.parameters()))
+    if not half or is_quantised(model) or not wants_dequantize(setting):  # quantised: see dequantize_if_wanted
+        return model, False
+    model.set_dtype(mx.float32)
+    return model, True
+
+
 def load_for_inference(path, adapter_path=None, dequantize: str = "auto"):
     """(model, tokenizer, dequantised?) through mlx-lm, base dequantised before the adapter is
     added (LoRA layers keep their own float32 weights), in eval mode."""

@@ -6,6 +6,7 @@ import sys
 from derta_mlx import __version__
 from derta_mlx.cli import data as data_command
 from derta_mlx.cli import eval as eval_command
+from derta_mlx.cli import fuse as fuse_command
 from derta_mlx.cli import models as models_command
 from derta_mlx.cli import probe as probe_command
 from derta_mlx.cli import train as train_command
@@ -17,6 +18,7 @@ EPILOG = """examples:
   derta-mlx models list
   derta-mlx models show smollm2-135m-4bit
   derta-mlx models download mistral-7b-4bit
+  derta-mlx fuse --adapter-path runs/demo      # a servable model, published only if its refusals survived
 """
 
 
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_command.register(commands)
     data_command.register(commands)
     models_command.register(commands)
+    fuse_command.register(commands)
     tui_command.register(commands)
     return parser
 

@@ -85,6 +85,21 @@ def resolve_tokenizer(cfg: TrainConfig, notify):
     return path, tokenizer, template, resolve_refusal_for(cfg, ref, tokenizer, template)
 
 
+def train_and_val_rows(cfg: TrainConfig):
+    """(training rows, validation rows) of cfg: --val-data, or a seeded share of the data."""
+    rows = read_rows(cfg.data or demo_paths("train"))
+    if cfg.val_data:
+        return rows, read_rows(cfg.val_data)
+    return split_rows(rows, cfg.val_fraction, cfg.seed)
+
+
+def heldout_safety_rows(cfg: TrainConfig, val_rows: list) -> list:
+    """The safety triples the before/after probe (and fuse's gate) read: the demo's held-out file
+    for a demo run, else the run's validation rows."""
+    rows = val_rows if cfg.data else read_rows(demo_paths("heldout"))
+    return [r for r in rows if isinstance(r, SafetyTriple)]
+
+
 # Row counts from which building instances shows progress (the demo's 260 take under a second).
 BIG_DATA_ROWS = 2000
 
@@ -100,13 +115,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
     template = get_template(cfg.template or ref.template, tokenizer)
     refusal = resolve_refusal_for(cfg, ref, tokenizer, template)
 
-    using_demo = not cfg.data
-    rows = read_rows(cfg.data or demo_paths("train"))
-    if cfg.val_data:
-        train_rows, val_rows = rows, read_rows(cfg.val_data)
-    else:
-        train_rows, val_rows = split_rows(rows, cfg.val_fraction, cfg.seed)
-    probe_rows = read_rows(demo_paths("heldout")) if using_demo else val_rows
+    train_rows, val_rows = train_and_val_rows(cfg)
     instance_config = make_instance_config(cfg, tokenizer, template, refusal)
     big = bar is not None and len(train_rows) >= BIG_DATA_ROWS
     with bar("Building training instances", len(train_rows), "rows") if big else nullcontext() as progress:
@@ -114,7 +123,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
     val_set, _ = build_instances(val_rows, tokenizer, instance_config) if val_rows else ([], None)
     if len(train_set) < cfg.batch_size:
         raise UserError(f"only {len(train_set)} training instances for batch size {cfg.batch_size}")
-    probes = [r for r in probe_rows if isinstance(r, SafetyTriple)]
+    probes = heldout_safety_rows(cfg, val_rows)
     notify(f"Refusal token {refusal.text!r} (id {refusal.token_id}); " + stats.transition_summary())
     prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes)
     return model, tokenizer, prepared

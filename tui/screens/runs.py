@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -10,6 +11,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from derta_mlx.api import (
+    FuseLaunch,
+    fuse_status,
+    fused_out,
+    launch_fuse,
     list_runs,
     read_metrics,
     resume_training,
@@ -30,30 +35,78 @@ def _model_name(model: str) -> str:
     return Path(model).name if "/" in model and Path(model).exists() else model
 
 
+FUSE_STYLE = {"running": "yellow", "passed": "bold green", "skipped": "yellow", "failed": "bold red",
+              "error": "bold red"}
+
+
 class RunsScreen(Screen):
-    BINDINGS = [Binding("o", "open", "Open"), Binding("r", "refresh", "Refresh")]
+    BINDINGS = [Binding("o", "open", "Open"), Binding("r", "refresh", "Refresh"), Binding("f8", "fuse", "Fuse")]
     shown = None  # the rows on screen, so an unchanged list is not redrawn
+    fusing: Optional[FuseLaunch] = None  # the fuse this screen started, followed until it ends
+    fuse_state: Optional[str] = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="runs-where")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="runs-fuse-box"):
+            yield Static("", id="runs-fuse", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
+        self.query_one("#runs-fuse-box").display = False
         self.action_refresh()
         self.set_interval(1.0, self.action_refresh)
 
     def commands(self):
         yield SystemCommand("Refresh runs", "read runs/ again", self.action_refresh)
         yield SystemCommand("Open the selected run", "config, curves and probe results", self.action_open)
+        yield SystemCommand("Fuse the selected run", "fuse its adapter into the base, behind the safety gate (F8)",
+                            self.action_fuse)
+
+    def selected_run(self) -> Optional[Path]:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_fuse(self) -> None:
+        """`derta-mlx fuse` on the selected run, in its own process; the gate's table shows when it ends."""
+        run_dir = self.selected_run()
+        if run_dir is None:
+            self.notify("No run selected.", severity="warning")
+        elif self.fusing is not None and self.fuse_state == "running":
+            self.notify(f"Already fusing {self.fusing.run_dir.name}.", severity="warning")
+        elif not (run_dir / "adapters.safetensors").is_file():
+            self.notify("This run has no adapter yet.", severity="warning")
+        elif run_info(run_dir).status == "running":
+            self.notify("This run is still training; fuse it once it has finished.", severity="warning")
+        elif fused_out(run_dir).exists():
+            self.notify(f"{fused_out(run_dir)} exists; fuse never overwrites it.", severity="warning")
+        else:
+            self.fusing = launch_fuse(run_dir)
+            self.notify(f"Fusing {run_dir.name} into {fused_out(run_dir).name} (log: {self.fusing.log})")
+            self.show_fuse()
+
+    def show_fuse(self) -> None:
+        if self.fusing is None:
+            return
+        status = fuse_status(self.fusing)
+        self.fuse_state = status.state
+        box = self.query_one("#runs-fuse-box")
+        box.display = True
+        box.styles.border = ("round", FUSE_STYLE[status.state].split()[-1])
+        box.border_title = f"Fuse {self.fusing.run_dir.name}: {status.state}"
+        self.query_one("#runs-fuse", Static).update(status.text)
 
     def action_refresh(self) -> None:
+        if self.fuse_state == "running":
+            self.show_fuse()
         table = self.query_one(DataTable)
         runs = list_runs(self.app.runs_root)
         self.query_one("#runs-where", Static).update(
-            f"{len(runs)} run(s) in {self.app.runs_root}/  (Enter: open; F2: Train to start one)")
+            f"{len(runs)} run(s) in {self.app.runs_root}/  (Enter: open; F8: fuse; F2: Train to start one)")
         rows = [(str(run.path), run.name, f"[{STATUS_STYLE[run.status]}]{run.status}[/]", run.method,
                  _model_name(run.model), f"{run.step}/{run.iters}", _num(run.loss), _num(run.mle),
                  _num(run.rto), _num(run.val_loss)) for run in runs]
