@@ -71,6 +71,7 @@ def base_with_adapter(run):
     return load(str(source.base_path), adapter_path=str(run))
 
 
+@pytest.mark.slow  # trains and probes a tiny run end to end
 def test_dequantised_fuse_passes_the_gate_loads_in_mlx_lm_and_writes_the_gguf(tiny_run, tmp_path):
     from mlx.utils import tree_flatten
     from mlx_lm import generate, load
@@ -117,6 +118,7 @@ def test_dequantised_fuse_passes_the_gate_loads_in_mlx_lm_and_writes_the_gguf(ti
         assert np.allclose(mine, theirs, rtol=1e-3, atol=1e-4), name  # f16 in the GGUF
 
 
+@pytest.mark.slow  # trains and probes a tiny run end to end
 def test_a_weakened_adapter_fails_the_gate_and_leaves_nothing(tiny_run, tmp_path, monkeypatch, capsys):
     from derta_mlx.fuse import fusing
 
@@ -135,6 +137,7 @@ def test_a_weakened_adapter_fails_the_gate_and_leaves_nothing(tiny_run, tmp_path
     assert drop > 0.005
 
 
+@pytest.mark.slow  # trains and probes a tiny run end to end
 def test_requantised_fuses_keep_the_base_quantisation_and_report_the_difference(tiny_run, tmp_path, monkeypatch,
                                                                                  capsys):
     import mlx.nn as nn
@@ -197,6 +200,7 @@ def test_gguf_for_an_unsupported_architecture_and_the_remedy_are_stated():
     assert "not quantised" in remedy(None, True)
 
 
+@pytest.mark.slow  # trains and probes a tiny run end to end
 def test_runs_screen_fuses_the_selected_run_with_f8(tiny_run, tmp_path):
     from tui.app import DertaApp
 

@@ -72,6 +72,7 @@ def test_a_claimed_directory_turns_a_second_start_away(tiny_dir, data, tmp_path)
     assert sorted(p.name for p in run.iterdir()) == [".lock"]
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_two_starts_on_one_out_give_one_run(tiny_dir, data, straight, tmp_path):
     run = tmp_path / "run"
     args = ["--model", str(tiny_dir("llama3")), "--data", str(data), *ARGS, "--out", str(run)]
@@ -87,6 +88,7 @@ def test_two_starts_on_one_out_give_one_run(tiny_dir, data, straight, tmp_path):
     assert_same_adapters(straight, run)
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_a_kill_between_the_renames_of_a_resave_falls_back_to_a_complete_checkpoint(straight, tmp_path):
     from derta_mlx.train.checkpoint import latest_checkpoint
 
@@ -104,6 +106,7 @@ def test_a_kill_between_the_renames_of_a_resave_falls_back_to_a_complete_checkpo
     assert_same_adapters(straight, run)
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_latest_may_not_point_outside_the_run(straight, tmp_path):
     from derta_mlx.train.checkpoint import latest_checkpoint
 
@@ -153,6 +156,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_a_full_disk_fails_the_run_cleanly_and_it_resumes_exactly(tiny_dir, data, straight, tmp_path):
     from derta_mlx.accel.blas import preload_env
     from derta_mlx.train.rundir import run_info
@@ -171,6 +175,7 @@ def test_a_full_disk_fails_the_run_cleanly_and_it_resumes_exactly(tiny_dir, data
     assert_same_adapters(straight, run)
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_killed_before_the_first_checkpoint_resume_starts_it_again(tiny_dir, data, straight, tmp_path):
     run = tmp_path / "run"
     process = train_cli("--model", str(tiny_dir("llama3")), "--data", str(data), *ARGS, "--out", str(run), wait=False)
@@ -189,6 +194,7 @@ def test_killed_before_the_first_checkpoint_resume_starts_it_again(tiny_dir, dat
     assert_same_adapters(straight, run)
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_killed_while_loading_the_directory_can_be_started_again(tiny_dir, data, straight, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -201,6 +207,7 @@ def test_killed_while_loading_the_directory_can_be_started_again(tiny_dir, data,
     assert_same_adapters(straight, run)
 
 
+@pytest.mark.slow  # trains in subprocesses
 def test_a_loss_gone_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_dir, data, tmp_path):
     from derta_mlx.train.checkpoint import latest_checkpoint
     from derta_mlx.train.rundir import read_status
