@@ -100,11 +100,16 @@ def test_branching_and_re_reading_agree_and_progress_counts_every_step(trained):
     assert len(calls) >= 4  # prefill batches and decode chunks each report
 
 
+def write_examples(path):
+    """EXAMPLES as a safety-triples file for the probe CLI."""
+    path.write_text("".join(json.dumps({"id": e.id, "question": e.question, "safe_response": "No.",
+                                        "harmful_response": e.harmful_response}) + "\n" for e in EXAMPLES))
+    return path
+
+
 def test_cli_compare_base_json_and_plot(trained, tmp_path):
     model_dir, run = trained
-    data = tmp_path / "probe.jsonl"
-    data.write_text("".join(json.dumps({"id": e.id, "question": e.question, "safe_response": "No.",
-                                        "harmful_response": e.harmful_response}) + "\n" for e in EXAMPLES))
+    data = write_examples(tmp_path / "probe.jsonl")
     out = subprocess.run([sys.executable, "-m", "derta_mlx", "probe", "--model", str(model_dir), "--adapter",
                           str(run), "--compare-base", "--data", str(data), "--positions", "0,4", "--max-tokens", "6",
                           "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")],
@@ -125,9 +130,7 @@ def test_cli_compare_base_json_and_plot(trained, tmp_path):
 
 def test_cli_json_saves_text_only_with_show_text(trained, tmp_path):
     model_dir, run = trained
-    data = tmp_path / "probe.jsonl"
-    data.write_text("".join(json.dumps({"id": e.id, "question": e.question, "safe_response": "No.",
-                                        "harmful_response": e.harmful_response}) + "\n" for e in EXAMPLES))
+    data = write_examples(tmp_path / "probe.jsonl")
     out = subprocess.run([sys.executable, "-m", "derta_mlx", "probe", "--model", str(model_dir), "--adapter",
                           str(run), "--data", str(data), "--positions", "0,4", "--max-tokens", "3", "--show-text",
                           "--json", str(tmp_path / "p.json")], capture_output=True, text=True, timeout=600)

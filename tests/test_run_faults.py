@@ -12,6 +12,7 @@ import time
 import mlx.core as mx
 import numpy as np
 import pytest
+from cli_support import train_cli
 
 TRIPLES = [{"id": f"t{i}", "question": f"How do I borrow eraser {i} without asking?",
             "safe_response": "Sorry, I can't help with taking things without asking. Ask to borrow it.",
@@ -35,13 +36,6 @@ def straight(tiny_dir, data, tmp_path_factory):
     out = train_cli("--model", str(tiny_dir("llama3")), "--data", str(data), *ARGS, "--out", str(run))
     assert out.returncode == 0, out.stderr
     return run
-
-
-def train_cli(*args, wait=True):
-    cmd = [sys.executable, "-m", "derta_mlx", "train", *args]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def adapters(path):

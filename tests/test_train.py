@@ -2,13 +2,12 @@
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import mlx.core as mx
 import numpy as np
 import pytest
+from cli_support import train_cli
 
 TRIPLES = [
     {
@@ -27,13 +26,6 @@ def triples_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "triples.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in TRIPLES))
     return path
-
-
-def train_cli(*args, wait=True):
-    cmd = [sys.executable, "-m", "derta_mlx", "train", *args]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def adapters(run_dir):
