@@ -2,13 +2,13 @@
 
 import argparse
 import json
-import sys
 from collections import Counter
 
 import numpy as np
 
 from derta_mlx.cli.arg_types import output_file
 from derta_mlx.cli.flags import add_config_flags, config_from_args
+from derta_mlx.common.progress import notify_stderr
 from derta_mlx.data.formats import (
     DertaRow,
     HelpfulRow,
@@ -21,13 +21,9 @@ KINDS = {SafetyTriple: "safety triples", DertaRow: "DeRTa rows", HelpfulRow: "he
          QuestionRow: "evaluation questions"}
 
 
-def _notify(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def cmd_validate(args) -> int:
     notes = []
-    rows = read_rows(args.files, lambda note: (notes.append(note), _notify(note)))
+    rows = read_rows(args.files, lambda note: (notes.append(note), notify_stderr(note)))
     counts = Counter(KINDS[type(row)] for row in rows)
     rto = sum(1 for row in rows if isinstance(row, DertaRow) and row.rto)
     print(f"ok: {len(rows)} rows in {len(args.files)} file(s): "
@@ -75,7 +71,7 @@ def cmd_stats(args) -> int:
 
     rows = read_rows(args.files)
     cfg = TrainConfig(model=args.model)
-    _, tokenizer, template, refusal = resolve_tokenizer(cfg, _notify)
+    _, tokenizer, template, refusal = resolve_tokenizer(cfg, notify_stderr)
     stats = data_stats(rows, tokenizer)
     with Bar("Building instances", len(rows), "rows") as bar:
         _, built = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal), bar)
@@ -107,7 +103,7 @@ def cmd_build(args) -> int:
 
     cfg = config_from_args(args).validate()
     rows = read_rows(args.files)
-    _, tokenizer, template, refusal = resolve_tokenizer(cfg, _notify)
+    _, tokenizer, template, refusal = resolve_tokenizer(cfg, notify_stderr)
     with Bar("Building instances", len(rows), "rows") as bar:
         instances, stats = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal),
                                            bar)

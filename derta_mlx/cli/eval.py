@@ -11,7 +11,6 @@ itself and again (with suppressed defaults) on `run`, so both spellings parse th
 import argparse
 import hashlib
 import json
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -24,13 +23,9 @@ from derta_mlx.cli.eval_flags import (
     add_run_flags,
 )
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.progress import notify_stderr
 from derta_mlx.eval.suites import KINDS
 from derta_mlx.probe.model import read_adapter_config
-
-
-def _notify(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 DEMO_SUITES = Path(__file__).resolve().parents[1] / "demo" / "suites"
 
@@ -97,7 +92,7 @@ def make_llm(args, judges, cache_dir):
     from derta_mlx.eval.llm_judge import load_llm_judge
 
     cache = Path(args.judge_cache) if args.judge_cache else (cache_dir / "judge_cache.json" if cache_dir else None)
-    return load_llm_judge(args.judge_model, cache, _notify, args.dequantize, args.judge_preset)
+    return load_llm_judge(args.judge_model, cache, notify_stderr, args.dequantize, args.judge_preset)
 
 
 def show_text(records) -> None:
@@ -186,7 +181,7 @@ def cmd_run(args) -> int:
     from derta_mlx.eval.report import summarise, write_report
     from derta_mlx.models.loading import ensure_local
 
-    path = ensure_local(ref, _notify)
+    path = ensure_local(ref, notify_stderr)
     model, tokenizer, _ = load_for_inference(path, args.adapter, args.dequantize)
     template = resolve_template(args.template, ref.template, tokenizer)
     jobs, bases = build_jobs(suites, tokenizer, Settings(template, args.attack))
@@ -194,18 +189,18 @@ def cmd_run(args) -> int:
     write_json(out_dir / "eval_config.json", {**settings, "template": template, "attack": args.attack,
                                               "suites": [s.path for s in suites], "judges": judges})
     records_path = out_dir / RECORDS
-    _notify(f"eval: {len(jobs)} prompts from {len(suites)} suite(s), template {template}, "
+    notify_stderr(f"eval: {len(jobs)} prompts from {len(suites)} suite(s), template {template}, "
             f"max {args.max_tokens} tokens, batch {args.batch_size} -> {out_dir}")
 
     pending = len(pending_jobs(jobs, records_path))
     if pending < len(jobs):
-        _notify(f"  {len(jobs) - pending} of {len(jobs)} prompts have responses in {records_path}; "
+        notify_stderr(f"  {len(jobs) - pending} of {len(jobs)} prompts have responses in {records_path}; "
                 + ("resuming" if pending else "nothing to generate"))
     with Bar("Generating", pending, "prompts") if pending else nullcontext() as bar:
         stats = generate_records(model, tokenizer, jobs, records_path, record_maker(bases, tokenizer),
                                  args.batch_size, args.max_tokens, lambda done, total, _: bar(done, total))
     if stats.samples:
-        _notify(f"  generated {stats.samples} responses at {stats.tokens_per_s:.1f} tokens/s")
+        notify_stderr(f"  generated {stats.samples} responses at {stats.tokens_per_s:.1f} tokens/s")
     every = read_records(records_path)
     latest = latest_by_key(every)
     # the suite decides the kind (records from before attack kinds said "safety")
@@ -244,15 +239,15 @@ def cmd_judge(args) -> int:
     labels, labels_path = load_labels(args, out_dir)
     kinds = sorted({r["kind"] for r in records})
     if kinds == [facts["kind"]]:
-        _notify(f"{args.file}: judged as {facts['kind']} ({facts['kind_from']})")
+        notify_stderr(f"{args.file}: judged as {facts['kind']} ({facts['kind_from']})")
     else:  # our own records carry each row's suite kind
-        _notify(f"{args.file}: judged by each row's kind ({', '.join(kinds)})")
+        notify_stderr(f"{args.file}: judged by each row's kind ({', '.join(kinds)})")
     if facts["strings"] and not prompts:
-        _notify(f"{args.file}: {facts['strings']} prompt+continuation strings and no --prompts: "
+        notify_stderr(f"{args.file}: {facts['strings']} prompt+continuation strings and no --prompts: "
                 "the prompt text stays in each response")
     elif prompts and facts["prompt_unmatched"]:
-        _notify(f"{args.file}: {facts['prompt_unmatched']} row(s) matched no question of {args.prompts}")
-    tokenizer = load_tokenizer(ensure_local(find_model(args.tokenizer), _notify))
+        notify_stderr(f"{args.file}: {facts['prompt_unmatched']} row(s) matched no question of {args.prompts}")
+    tokenizer = load_tokenizer(ensure_local(find_model(args.tokenizer), notify_stderr))
     for record in records:
         record["first_refusal_token"] = first_refusal_token(tokenizer, record["response"])
     judged = judge_records(records, judges, labels, make_llm(args, judges, out_dir))

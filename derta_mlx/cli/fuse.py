@@ -1,10 +1,9 @@
 """`derta-mlx fuse`: a run's adapter fused into its base, shipped only if its refusals survived."""
 
 import argparse
-import sys
 
 from derta_mlx.cli.arg_types import non_negative_float, output_file, positive_int
-from derta_mlx.common.progress import Bar
+from derta_mlx.common.progress import Bar, notify_stderr
 
 EPILOG = """examples:
   derta-mlx fuse --adapter-path runs/demo                      # -> runs/demo-fused, 4-bit as the base, gated
@@ -19,10 +18,6 @@ fuse exits 1 with a table of what was lost and writes no model. The fused direct
 mlx-lm unchanged: mlx_lm.generate --model runs/demo-fused --prompt "..."
 GGUF: mlx-lm's exporter writes llama, mistral and mixtral models, as f16.
 """
-
-def _notify(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 def _bar(label: str, total: int, unit: str) -> Bar:
     return Bar(label, total, unit)
@@ -48,12 +43,12 @@ def cmd_fuse(args) -> int:
     from derta_mlx.fuse.job import GateFailed, run_fuse
     from derta_mlx.fuse.report import format_gate_table
 
-    _notify(accel.describe())
+    notify_stderr(accel.describe())
     if args.no_gate:
-        _notify("WARNING: --no-gate: the fused model's refusals will NOT be checked; fuse.json records "
+        notify_stderr("WARNING: --no-gate: the fused model's refusals will NOT be checked; fuse.json records "
                 "the gate as skipped, and nothing says this model is safe to ship.")
     try:
-        outcome = run_fuse(request, _notify, _bar)
+        outcome = run_fuse(request, notify_stderr, _bar)
     except GateFailed as failed:
         print(format_gate_table(failed.gate))
         print(f"Not safe to ship: no fused model was written. {failed.remedy}")

@@ -1,10 +1,10 @@
 """`derta-mlx models list|show|download|convert`."""
 
 import argparse
-import sys
 from pathlib import Path
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.progress import notify_stderr
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
 from derta_mlx.models.catalogue import load_catalogue, models_dir
@@ -15,10 +15,6 @@ from derta_mlx.models.loading import (
     local_path,
 )
 from derta_mlx.train.memory import train_memory_label
-
-
-def _notify(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _where(entry) -> str:
@@ -59,7 +55,7 @@ def cmd_show(args) -> int:
         fields = [("model", ref.spec), ("source", ref.repo or "local directory")]
     path = local_path(ref)
     if path is None and (args.fetch or (entry and entry.source != "hub")):
-        path = ensure_local(ref, _notify)
+        path = ensure_local(ref, notify_stderr)
     fields.append(("local path", str(path) if path else "not downloaded (derta-mlx models download NAME)"))
     if path:
         tokenizer = load_tokenizer(path)
@@ -80,7 +76,7 @@ def cmd_show(args) -> int:
 
 def cmd_download(args) -> int:
     ref = find_model(args.name)
-    path = ensure_local(ref, _notify)
+    path = ensure_local(ref, notify_stderr)
     print(f"{ref.spec}: ready at {path}")
     return 0
 
@@ -90,7 +86,7 @@ def cmd_convert(args) -> int:
     from derta_mlx.models.gguf.convert import CONVERT_STEPS, GGUFError, convert_gguf
 
     out = Path(args.out) if args.out else models_dir() / Path(args.gguf).stem.lower()
-    _notify(f"Converting {args.gguf} -> {out}")
+    notify_stderr(f"Converting {args.gguf} -> {out}")
     try:
         with Bar("Converting (check, read, convert, write)", CONVERT_STEPS, "steps") as bar:
             path = convert_gguf(args.gguf, out, overwrite=args.overwrite, progress=bar)

@@ -1,7 +1,6 @@
 """`derta-mlx probe`: refusal at chosen positions inside a harmful answer, base versus adapter."""
 
 import argparse
-import sys
 from dataclasses import asdict
 
 import numpy as np
@@ -14,6 +13,7 @@ from derta_mlx.cli.arg_types import (
     probability,
 )
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.progress import notify_stderr
 from derta_mlx.probe.model import (
     check_positions,
     load_probe_model,
@@ -31,20 +31,16 @@ Continuations are never printed, nor saved in --json, unless you pass --show-tex
 """
 
 
-def _notify(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def positions_of(args, lengths):
     """--positions, or every N up to the longest answer (at most 64); none past every answer."""
     if args.every:
         return parse_positions(every=args.every, longest=min(max(lengths), 64), prefix="--")
     positions = parse_positions(args.positions, prefix="--")
-    check_positions(positions, lengths, args.unit, _notify, prefix="--")
+    check_positions(positions, lengths, args.unit, notify_stderr, prefix="--")
     return positions
 
 
-def load_examples(args, notify=_notify):
+def load_examples(args, notify=notify_stderr):
     from derta_mlx.probe.curves import ProbeExample
 
     if args.data:
@@ -114,9 +110,9 @@ def cmd_probe(args) -> int:
     from derta_mlx.probe.positions import answer_lengths, probe_examples, summarise
 
     for note in notes:  # only the process that goes on says them
-        _notify(note)
-    _notify(accel.describe())
-    loaded = load_probe_model(args.model, args.adapter, _notify, args.dequantize, args.template, args.refusal)
+        notify_stderr(note)
+    notify_stderr(accel.describe())
+    loaded = load_probe_model(args.model, args.adapter, notify_stderr, args.dequantize, args.template, args.refusal)
     if args.compare_base and not loaded.can_compare_base:
         raise UserError("--compare-base turns LoRA layers off by scale; for DoRA, probe the base separately")
     model, tokenizer, template, refusal = loaded.model, loaded.tokenizer, loaded.template, loaded.refusal
@@ -127,11 +123,11 @@ def cmd_probe(args) -> int:
     settings = (args.unit, args.max_tokens, args.temperature, args.top_p, refusal.token_id)
     if args.compare_base:
         set_adapter_scale(model, 0.0)
-        _notify(f"probing the base: {len(examples)} example(s) x {len(positions)} positions...")
+        notify_stderr(f"probing the base: {len(examples)} example(s) x {len(positions)} positions...")
         variants["base"] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions, *settings)
         set_adapter_scale(model, 1.0)
     label = "adapter" if args.adapter else "model"
-    _notify(f"probing the {label}: {len(examples)} example(s) x {len(positions)} positions...")
+    notify_stderr(f"probing the {label}: {len(examples)} example(s) x {len(positions)} positions...")
     variants[label] = probe_examples(model, tokenizer, template, refusal_ids, examples, positions, *settings)
     summaries = {name: summarise(results, positions) for name, results in variants.items()}
 

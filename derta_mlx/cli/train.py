@@ -7,6 +7,7 @@ from typing import Optional
 
 from derta_mlx.cli.flags import add_config_flags, config_from_args
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.progress import notify_stderr
 from derta_mlx.train.config import TrainConfig
 
 EPILOG = """examples:
@@ -226,7 +227,7 @@ def cmd_train(args) -> int:
 
     def notify(message):
         if main_rank:
-            print(message, file=sys.stderr, flush=True)
+            notify_stderr(message)
 
     cfg = None if args.resume else config_from_args(args)
     if not gate_on_memory(cfg, args, notify):

@@ -14,6 +14,11 @@ from typing import Optional, TextIO
 MIN_SECONDS_BETWEEN_LINES = 1.0
 
 
+def notify_stderr(message: str) -> None:
+    """The CLI's `notify` callback: one line of news on stderr, flushed so logs keep the order."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _clock(seconds: float) -> str:
     seconds = int(seconds + 0.5)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \

@@ -11,12 +11,12 @@ Formats (JSON Lines; the format is decided per row from its keys):
 """
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.progress import notify_stderr
 
 # The official data marks the end of text with this literal string; we append the real EOS id.
 LEGACY_EOS = "<|end_of_text|>"
@@ -228,17 +228,13 @@ def iter_rows(path: Union[str, Path]) -> Iterator[Row]:
         yield parse_row(obj, where)
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _content(row: Row) -> tuple:
     """What makes two rows the same example: every field but the id and the place."""
     fields = {k: v for k, v in vars(row).items() if k not in ("id", "where")}
     return type(row).__name__, json.dumps(fields, sort_keys=True, ensure_ascii=False)
 
 
-def drop_duplicates(rows: List[Row], notify: Callable[[str], None] = _stderr) -> List[Row]:
+def drop_duplicates(rows: List[Row], notify: Callable[[str], None] = notify_stderr) -> List[Row]:
     """The first of each set of identical rows: a duplicate would leak across the train/validation split."""
     first, kept = {}, []
     for row in rows:
@@ -265,7 +261,7 @@ def data_files(paths) -> List[Path]:
     return files
 
 
-def read_rows(paths, notify: Callable[[str], None] = _stderr) -> List[Row]:
+def read_rows(paths, notify: Callable[[str], None] = notify_stderr) -> List[Row]:
     """Every row of every file (directories: their *.jsonl and *.json files), checked in full;
     each file must hold rows, and a row identical to an earlier one is dropped with a note."""
     rows = []
