@@ -17,12 +17,19 @@ def profile_step(model: ModelChoice, instances, cfg, reps: int) -> dict:
     from mlx_lm.tuner.trainer import default_loss
 
     from derta_mlx.data.batches import BatchOrder, pad_batch
-    from derta_mlx.train.loss import LossConfig, batch_loss, count_targets, term_scales
+    from derta_mlx.train.loss import (
+        LossConfig,
+        batch_loss,
+        count_targets,
+        supervised,
+        term_scales,
+    )
     from derta_mlx.train.trainer import make_optimizer
 
     rows = [instances[i] for i in BatchOrder(len(instances), cfg.batch_size, cfg.seed).indices(0)]
     batch = pad_batch(rows)
-    inputs, targets, terms = mx.array(batch.inputs), mx.array(batch.targets), mx.array(batch.terms)
+    inputs, targets = mx.array(batch.inputs), mx.array(batch.targets)
+    picked = tuple(map(mx.array, supervised(batch.targets, batch.terms)))  # as the trainer's _to_mx
     scales = mx.array(term_scales(count_targets(batch.terms), LossConfig()), dtype=mx.float32)
     theirs = mlx_lm_batch(batch, rows)
     variant = Variant("derta-mlx", "float32", "yes" if model.quantised else "no")
@@ -41,13 +48,13 @@ def profile_step(model: ModelChoice, instances, cfg, reps: int) -> dict:
         return lambda: mx.eval(nn.losses.cross_entropy(logits, mx.maximum(targets, 0), reduction="none"))
 
     def forward_and_loss(net, opt):
-        return lambda: mx.eval(batch_loss(net, inputs, targets, terms, scales)[0])
+        return lambda: mx.eval(batch_loss(net, inputs, *picked, scales)[0])
 
     def derta_step(net, opt):  # the body of derta_mlx.train.trainer.train for one micro-batch
         loss_and_grad = nn.value_and_grad(net, batch_loss)
 
         def run():
-            (loss, (mle, rto)), grads = loss_and_grad(net, inputs, targets, terms, scales)
+            (loss, (mle, rto)), grads = loss_and_grad(net, inputs, *picked, scales)
             mx.eval(grads, loss, mle, rto)
             loss.item(), mle.item(), rto.item()
             opt.update(net, grads)
@@ -83,7 +90,7 @@ def profile_step(model: ModelChoice, instances, cfg, reps: int) -> dict:
 
         return make
 
-    ours = (inputs, targets, terms, scales)
+    ours = (inputs, *picked, scales)
     parts = {
         "forward (logits)": forward,
         "cross-entropy over the vocabulary (fixed logits)": cross_entropy,
