@@ -6,6 +6,7 @@ Plain re-exports, no logic here; `tui/` imports nothing else from derta_mlx (tes
 from derta_mlx.common.atomic import write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.data.formats import read_rows
+from derta_mlx.data.mixing import mix_rows, spec_paths
 from derta_mlx.demo import demo_paths
 from derta_mlx.fuse.job import default_out as fused_out
 from derta_mlx.fuse.launch import FuseLaunch, FuseStatus, fuse_status, launch_fuse
@@ -37,7 +38,7 @@ __all__ = [
     "write_text",
     "Catalogue", "ModelEntry", "load_catalogue", "models_dir",
     "TrainConfig", "dump_config", "load_config", "SettingError",
-    "read_rows", "demo_paths", "UserError",
+    "read_rows", "mix_rows", "spec_paths", "demo_paths", "UserError",
     "convert_gguf", "cached_bytes",
     "launch_log", "launch_training", "resume_training", "stop_training",
     "ModelRef", "ensure_local", "find_model", "local_path",

@@ -1,4 +1,4 @@
-"""`derta-mlx data validate|stats|build`: check data, describe it, and show what training would use."""
+"""`derta-mlx data validate|stats|build|fetch`: check data, describe it, show what training would use, get it."""
 
 import argparse
 import json
@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from derta_mlx.cli import data_fetch
 from derta_mlx.cli.arg_types import output_file
 from derta_mlx.cli.flags import add_config_flags, config_from_args
 from derta_mlx.common.progress import notify_stderr
@@ -60,7 +61,21 @@ def data_stats(rows, tokenizer) -> dict:
             "helpful_response": [n_tokens(r.response) for r in rows if isinstance(r, HelpfulRow) and r.response],
         },
         "refusal_start": histogram,
+        "safe_answers": safe_answer_mix([r.safe_response for r in triples]),
+        "files": dict(Counter(r.where.path for r in rows)),
     }
+
+
+SAFE_PLACES = {"refuses": "refuse in their first sentence", "later": "refuse only after it",
+               "none": "do not refuse (training puts the refusal opening before them)"}
+
+
+def safe_answer_mix(safe_texts) -> dict:
+    """How many safe answers refuse in their first sentence, later, or not at all (fetch's rule)."""
+    from derta_mlx.data.fetch.refusing import refusal_place
+
+    counts = Counter(refusal_place(text) for text in safe_texts)
+    return {place: counts.get(place, 0) for place in SAFE_PLACES}
 
 
 def cmd_stats(args) -> int:
@@ -77,6 +92,11 @@ def cmd_stats(args) -> int:
         _, built = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal), bar)
     stats["transition"] = {"refusal_token": refusal.token_id, "refusal_text": refusal.text, **built.as_dict()}
     print("rows: " + ", ".join(f"{n} {kind}" for kind, n in stats["rows"].items()))
+    if len(stats["files"]) > 1:
+        print("rows per file: " + ", ".join(f"{path} {n}" for path, n in stats["files"].items()))
+    if sum(stats["safe_answers"].values()):
+        print("safe answers: " + ", ".join(f"{n} {SAFE_PLACES[place]}"
+                                           for place, n in stats["safe_answers"].items()))
     print("token lengths:")
     for field, values in stats["tokens"].items():
         if values:
@@ -153,3 +173,5 @@ def register(commands) -> None:
     p.add_argument("-c", "--config", help="YAML settings, as for train")
     add_config_flags(p, exclude={"data", "val_data", "adapter_path"})
     p.set_defaults(run=cmd_build)
+
+    data_fetch.register(sub)

@@ -46,7 +46,7 @@ def heldout_examples(source, data: Optional[str], notify: Callable[[str], None])
         return read_probe_examples(data, notify)
     cfg = source.config
     try:
-        _, val_rows = train_and_val_rows(cfg)
+        _, val_rows, _ = train_and_val_rows(cfg, lambda _note: None)
     except UserError as exc:
         raise UserError(f"the run's data ({exc}); give the held-out safety triples with --data FILE") from None
     rows = heldout_safety_rows(cfg, val_rows)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List
 
 from derta_mlx.data.formats import data_files
+from derta_mlx.data.mixing import spec_paths
 from derta_mlx.demo import demo_paths
 from derta_mlx.train.config import TrainConfig
 
@@ -32,7 +33,7 @@ def _sha256(path: Path) -> str:
 
 def fingerprint(cfg: TrainConfig) -> dict:
     settings = {k: v for k, v in asdict(cfg).items() if k not in FREE}
-    files = data_files(cfg.data or demo_paths("train")) + data_files(cfg.val_data)
+    files = data_files(spec_paths(cfg.data) or demo_paths("train")) + data_files(cfg.val_data)
     return {"settings": settings, "data": {str(f): _sha256(f) for f in files}}
 
 

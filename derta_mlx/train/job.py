@@ -7,15 +7,17 @@ import errno
 import random
 import signal
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 from derta_mlx import accel
 from derta_mlx.common.atomic import write_text
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.progress import notify_stderr
 from derta_mlx.data.formats import SafetyTriple, read_rows
 from derta_mlx.data.instances import InstanceConfig, build_instances
+from derta_mlx.data.mixing import describe_mix, mix_rows
 from derta_mlx.data.prefix import PrefixSampler
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
@@ -49,6 +51,7 @@ class Prepared:
     val_set: list
     stats: object
     probe_examples: list
+    data_mix: list = field(default_factory=list)  # mixing.MixPart per --data FILE:RATIO
 
 
 def split_rows(rows: list, fraction: float, seed: int):
@@ -85,12 +88,15 @@ def resolve_tokenizer(cfg: TrainConfig, notify):
     return path, tokenizer, template, resolve_refusal_for(cfg, ref, tokenizer, template)
 
 
-def train_and_val_rows(cfg: TrainConfig):
-    """(training rows, validation rows) of cfg: --val-data, or a seeded share of the data."""
-    rows = read_rows(cfg.data or demo_paths("train"))
+def train_and_val_rows(cfg: TrainConfig, notify: Callable[[str], None] = notify_stderr):
+    """(training rows, validation rows, the mix's parts) of cfg: the data (mixed by its ratios),
+    and --val-data or a seeded share of it."""
+    rows, mix = mix_rows(cfg.data or demo_paths("train"), cfg.seed, notify)
+    if mix:
+        notify(describe_mix(mix, cfg.seed))
     if cfg.val_data:
-        return rows, read_rows(cfg.val_data)
-    return split_rows(rows, cfg.val_fraction, cfg.seed)
+        return rows, read_rows(cfg.val_data), mix
+    return (*split_rows(rows, cfg.val_fraction, cfg.seed), mix)
 
 
 def heldout_safety_rows(cfg: TrainConfig, val_rows: list) -> list:
@@ -115,7 +121,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
     template = get_template(cfg.template or ref.template, tokenizer)
     refusal = resolve_refusal_for(cfg, ref, tokenizer, template)
 
-    train_rows, val_rows = train_and_val_rows(cfg)
+    train_rows, val_rows, mix = train_and_val_rows(cfg, notify)
     instance_config = make_instance_config(cfg, tokenizer, template, refusal)
     big = bar is not None and len(train_rows) >= BIG_DATA_ROWS
     with bar("Building training instances", len(train_rows), "rows") if big else nullcontext() as progress:
@@ -125,7 +131,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
         raise UserError(f"only {len(train_set)} training instances for batch size {cfg.batch_size}")
     probes = heldout_safety_rows(cfg, val_rows)
     notify(f"Refusal token {refusal.text!r} (id {refusal.token_id}); " + stats.transition_summary())
-    prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes)
+    prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes, mix)
     return model, tokenizer, prepared
 
 
@@ -148,7 +154,7 @@ def resolved_config(prepared: Prepared) -> str:
         f"# safe responses (refusal opening {p.cfg.refusal_opening!r}): {dict(p.stats.openings)}; "
         + p.stats.transition_summary(),
         f"# validation instances: {len(p.val_set)}",
-    ]
+    ] + ([f"# {describe_mix(p.data_mix, p.cfg.seed)}"] if p.data_mix else [])
     return "\n".join(header) + "\n" + dump_config(resolved_settings(p))
 
 

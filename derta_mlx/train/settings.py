@@ -138,6 +138,18 @@ def _string_list(name: str, value):
     return list(value)
 
 
+def _check_data_specs(name: str, specs: list) -> None:
+    """`--data FILE:RATIO` mixes training files; validation files take no ratio."""
+    from derta_mlx.data.mixing import parse_specs
+
+    try:
+        parsed = parse_specs(specs)
+    except UserError as exc:
+        raise SettingError(name, str(exc)) from None
+    if name == "val_data" and any(spec.ratio is not None for spec in parsed):
+        raise SettingError(name, "ratios (FILE:RATIO) mix training data; validation files take none")
+
+
 def check_setting(name: str, value):
     """value checked against RULES[name] and returned in its proper type."""
     rule = RULES[name]
@@ -155,7 +167,10 @@ def check_setting(name: str, value):
             raise SettingError(name, f"expected true or false, got {_shown(value)}")
         return value
     if rule.kind == "list":
-        return _string_list(name, value)
+        value = _string_list(name, value)
+        if name in ("data", "val_data"):
+            _check_data_specs(name, value)
+        return value
     if rule.kind == "choice":
         if name == "dequantize" and isinstance(value, bool):  # YAML 1.1 reads a bare yes/no as a bool
             value = "yes" if value else "no"

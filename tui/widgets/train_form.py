@@ -22,7 +22,8 @@ from derta_mlx.api import (
     find_model,
     load_catalogue,
     load_config,
-    read_rows,
+    mix_rows,
+    spec_paths,
     write_text,
 )
 from tui.presets import PRESETS
@@ -152,12 +153,12 @@ class TrainForm(VerticalScroll, can_focus=False):  # Tab goes straight to the fi
             find_model(cfg.model)
         except UserError as exc:
             errors["model"] = str(exc)
-        missing = [p for p in cfg.data if not Path(p).exists()]
+        missing = [p for p in spec_paths(cfg.data) if not Path(p).exists()]
         if missing:
             errors["data"] = f"no such file: {missing[0]}"
         elif cfg.data:
             try:
-                read_rows(cfg.data)
+                mix_rows(cfg.data, cfg.seed, lambda _note: None)
             except UserError as exc:
                 errors["data"] = str(exc)
         name = self.run_name()

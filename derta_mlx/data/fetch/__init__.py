@@ -1,0 +1,1 @@
+"""`derta-mlx data fetch`: public datasets -> our JSON Lines formats (catalogue, download, convert)."""
