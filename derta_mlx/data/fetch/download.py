@@ -40,15 +40,13 @@ def dataset_file(repo: str, filename: str, revision: Optional[str] = None) -> Pa
         raise UserError(f"no dataset repo {repo} on the hub (or it is private: log in with `hf auth login`)") from None
     except RevisionNotFoundError:
         raise UserError(f"{repo} has no revision {revision!r}") from None
-    except EntryNotFoundError:
-        if constants.HF_HUB_OFFLINE:  # the cached snapshot lacks the file: it may still be on the hub
-            raise UserError(_offline_miss(where)) from None
-        raise UserError(f"{where}: no such file in the dataset repo (see its Files tab; --file names "
-                        "another)") from None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: first
         if constants.HF_HUB_OFFLINE:
             raise UserError(_offline_miss(where)) from None
         raise UserError(f"cannot reach the hub for {where}, and it is not cached; check the network") from None
+    except EntryNotFoundError:
+        raise UserError(f"{where}: no such file in the dataset repo (see its Files tab; --file names "
+                        "another)") from None
     except HFValidationError as exc:
         raise UserError(f"{repo!r} is not a hub repo id: {exc}") from None
     except HfHubHTTPError as exc:
