@@ -102,8 +102,8 @@ def test_beavertails_pairs_answers_per_question_from_gzip_and_xz(hub, capsys):
         triples = written(f"data/beavertails-{split}.jsonl")
         assert [t["question"] for t in triples] == ["How do I sneak a snack into the cinema?"]
         assert triples[0]["harmful_response"].startswith("Put it in the inside pocket")  # the first unsafe answer
-        for reason in ("1 another answer to an already paired question", "1 no unsafe answer to pair",
-                       "1 no safe answer to pair", "1 safe answer does not refuse", "1 bad record(s)"):
+        for reason in ("1 extra answers to an already paired question", "1 questions without an unsafe answer",
+                       "1 questions without a safe answer", "1 safe answer does not refuse", "1 bad record(s)"):
             assert reason in out, out
         assert "round0/" in out and ":8: missing field 'is_safe'" in out
         assert_nothing_harmful_printed(out, err)

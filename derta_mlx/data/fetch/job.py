@@ -110,9 +110,10 @@ def source_files(entry: DatasetEntry, request: FetchRequest, notify) -> List[Tup
     return found
 
 
-def _outcomes(entry: DatasetEntry, files) -> Iterator[Outcome]:
+def _outcomes(entry: DatasetEntry, files, notify) -> Iterator[Outcome]:
     convert = SCHEMAS[entry.schema]
     for name, path in files:
+        notify(f"converting {name} ({entry.schema})")  # ~30K records a second
         yield from convert(iter_records(path), f"{entry.name}/{name}")
 
 
@@ -159,7 +160,7 @@ def fetch(request: FetchRequest, notify: Callable[[str], None]) -> FetchSummary:
     notify(f"{entry.name}: {entry.repo}; licence: {entry.licence}")
     files = source_files(entry, request, notify)
     summary = FetchSummary(out)
-    lines = _collect(_outcomes(entry, files), request, summary)  # an unreadable file raises: nothing written
+    lines = _collect(_outcomes(entry, files, notify), request, summary)  # an unreadable file raises: nothing written
     if not lines:
         first = f"; first bad record: {summary.bad[0]}" if summary.bad else ""
         raise UserError(f"no rows converted from {entry.name}, nothing written "

@@ -9,24 +9,27 @@ import gzip
 import json
 import lzma
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import BinaryIO, Iterator, Tuple
 
 from derta_mlx.data.formats import DataError, Where, parse_json_line
 
 _WHITESPACE = " \t\r\n"
 
 
-def _open_bytes(path: Path) -> bytes:
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        if path.name.endswith(".xz"):
-            with lzma.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
-    except (OSError, EOFError, lzma.LZMAError) as exc:
-        raise DataError(f"{path}: cannot read it: {exc}") from None
+def _open(path: Path) -> BinaryIO:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def _first_byte(path: Path) -> bytes:
+    with _open(path) as handle:
+        while chunk := handle.read(4096):
+            if chunk.strip():
+                return chunk.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
+    return b""
 
 
 class _Lines:
@@ -82,6 +85,25 @@ def _parquet(path: Path) -> Iterator[Tuple[Where, object]]:
         yield Where(str(path), number), record
 
 
+def _records(path: Path) -> Iterator[Tuple[Where, object]]:
+    if _first_byte(path) == b"[":  # one JSON array: read whole, decoded element by element
+        with _open(path) as handle:
+            data = handle.read().removeprefix(b"\xef\xbb\xbf")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise DataError(f"{path}:{line}: not valid UTF-8; save the file as UTF-8") from None
+        yield from _json_array(text, path)
+        return
+    with _open(path) as handle:  # JSON Lines: streamed, so a 330K-row file never sits in memory whole
+        for number, raw in enumerate(handle, start=1):
+            raw = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            if raw.strip():
+                where = Where(str(path), number)
+                yield where, parse_json_line(raw.rstrip(b"\r\n"), where)
+
+
 def iter_records(path) -> Iterator[Tuple[Where, object]]:
     """(FILE:LINE, JSON value) for each record of a data file."""
     path = Path(path)
@@ -90,17 +112,7 @@ def iter_records(path) -> Iterator[Tuple[Where, object]]:
     if path.name.endswith(".parquet"):
         yield from _parquet(path)
         return
-    data = _open_bytes(path).removeprefix(b"\xef\xbb\xbf")
-    head = data.lstrip()[:1]
-    if head == b"[":
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
-            raise DataError(f"{path}:{line}: not valid UTF-8; save the file as UTF-8") from None
-        yield from _json_array(text, path)
-        return
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if raw.strip():
-            where = Where(str(path), number)
-            yield where, parse_json_line(raw, where)
+    try:
+        yield from _records(path)
+    except (OSError, EOFError, lzma.LZMAError) as exc:  # a damaged gzip or xz stream, or an unreadable file
+        raise DataError(f"{path}: cannot read it: {exc}") from None

@@ -102,11 +102,11 @@ def beavertails(records: Records, tag: str) -> Iterator[Outcome]:
         if slot[is_safe] is None:
             slot[is_safe] = answer
         else:
-            yield Outcome(where, None, "another answer to an already paired question")
+            yield Outcome(where, None, "extra answers to an already paired question")
     for prompt, slot in questions.items():
         if slot[True] is None or slot[False] is None:
-            yield Outcome(slot["where"], None, "no safe answer to pair" if slot[True] is None
-                          else "no unsafe answer to pair")
+            yield Outcome(slot["where"], None, "questions without a safe answer" if slot[True] is None
+                          else "questions without an unsafe answer")
         else:
             yield _triple(slot["where"], tag, prompt, slot[True], slot[False])
 
