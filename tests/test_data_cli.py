@@ -33,6 +33,9 @@ def test_stats_and_build_with_a_tiny_model(tmp_path, tiny_dir):
     assert out.returncode == 0, out.stderr
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["refusal_start"]["1"] == 1 and stats["refusal_start"]["2-5"] == 1
+    # the mix of refusing safe answers (data fetch's rule): "No." is the second one's first sentence
+    assert stats["safe_answers"] == {"refuses": 1, "later": 1, "none": 0}
+    assert "safe answers: 1 refuse in their first sentence, 1 refuse only after it, 0 do not refuse" in out.stdout
     out = cli("build", str(data), "--model", model, "--method", "derta", "--out", str(tmp_path / "i.jsonl"))
     assert out.returncode == 0, out.stderr
     instances = [json.loads(l) for l in (tmp_path / "i.jsonl").read_text().splitlines()]
