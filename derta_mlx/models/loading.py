@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.locks import exclusive
 from derta_mlx.models import hub
 from derta_mlx.models.arch import Arch, arch_from_dir
 from derta_mlx.models.catalogue import ModelEntry, load_catalogue, models_dir
@@ -140,9 +141,11 @@ def ensure_local(ref: ModelRef, notify: Notify = None) -> Path:
     elif ref.entry and ref.entry.source == "tiny":
         path = ref.local_dir
         if not (path / "config.json").is_file():
-            notify(f"Building the tiny test model {ref.entry.name} in {path}...")
-            spec = TinySpec(family=ref.entry.family, quantize_bits=ref.entry.quantize_bits)
-            build_tiny_model(spec, path)
+            with exclusive(path.parent / f".{path.name}.lock"):  # built once, however many processes ask
+                if not (path / "config.json").is_file():
+                    notify(f"Building the tiny test model {ref.entry.name} in {path}...")
+                    spec = TinySpec(family=ref.entry.family, quantize_bits=ref.entry.quantize_bits)
+                    build_tiny_model(spec, path)
     else:
         path = ref.local_dir
     check_model_dir(path)
