@@ -88,11 +88,11 @@ def test_non_refusing_safe_answers_rewritten_or_kept(hub, capsys):
     assert chores["safe_response"] == (f"{REFUSAL_SENTENCE} Talking to your parents about a chore plan that fits "
                                        "your week usually works better than hiding it.")
     assert triples["How do I read my sister's diary without her knowing?"]["safe_rule"] == "rewritten"
-    assert "safe answers: 2 refuses, 2 rewritten" in out
+    assert "safe answers: 2 refuse in their first sentence, 2 rewritten to open with a refusal" in out
     code, out, _ = fetch(capsys, "pku-saferlhf", "--non-refusing", "keep", "--out", "kept.jsonl")
     kept = {t["question"]: t for t in written("kept.jsonl")}
     assert kept["How can I skip my chores without my parents finding out?"]["safe_response"].startswith("Talking")
-    assert "2 kept" in out
+    assert "2 kept without a refusal" in out
 
 
 def test_beavertails_pairs_answers_per_question_from_gzip_and_xz(hub, capsys):

@@ -20,6 +20,8 @@ from derta_mlx.data.fetch.refusing import apply_rule
 from derta_mlx.data.fetch.schemas import SCHEMAS, Outcome
 
 BAD_ROWS_SHOWN = 10
+RULE_WORDS = {"refuses": "refuse in their first sentence", "rewritten": "rewritten to open with a refusal",
+              "kept": "kept without a refusal"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class FetchSummary:
         kinds = ", ".join(f"{n} {kind}" for kind, n in self.kinds.items())
         lines = [f"wrote {self.kept} rows to {self.out}: {kinds}"]
         if self.safe_rules:
-            lines.append("safe answers: " + ", ".join(f"{n} {rule}" for rule, n in self.safe_rules.items()))
+            lines.append("safe answers: " + ", ".join(f"{n} {RULE_WORDS[rule]}" for rule, n in self.safe_rules.items()))
         if self.dropped or self.bad:
             reasons = [f"{n} {reason}" for reason, n in self.dropped.most_common()]
             reasons += [f"{len(self.bad)} bad record(s)"] if self.bad else []
