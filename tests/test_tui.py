@@ -138,6 +138,17 @@ def test_train_form_reports_errors_next_to_the_fields(tmp_path):
         await pilot.pause()
         assert "unknown model" in str(screen.query_one("#err-model").render())
         assert f"{bad}:2" in str(screen.query_one("#err-data").render())
+        # mixing ratios: checked as the CLI checks them, the files named without their ratio
+        good = tmp_path / "good.jsonl"
+        good.write_text('{"instruction": "Say hi", "output": "Hi!"}\n')
+        set_inputs(screen, {"f-data": f"{good}:1 {tmp_path / 'gone.jsonl'}:3", "f-model": ""})
+        await pilot.press("f5")
+        await pilot.pause()
+        assert f"no such file: {tmp_path / 'gone.jsonl'}" in str(screen.query_one("#err-data").render())
+        set_inputs(screen, {"f-data": f"{good}:0"})
+        await pilot.press("f5")
+        await pilot.pause()
+        assert "ratio after ':' must be a positive number" in str(screen.query_one("#err-data").render())
         assert not (tmp_path / "runs").exists()
 
     run_app(app, body)

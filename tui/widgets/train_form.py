@@ -80,7 +80,7 @@ class TrainForm(VerticalScroll, can_focus=False):  # Tab goes straight to the fi
                 widget = Input(placeholder=f"{catalogue.default} (catalogue name, hub id or directory)",
                                suggester=SuggestFromList(list(catalogue.entries)), id="f-model", compact=True)
             elif name == "data":
-                widget = Input(placeholder="blank: the bundled demo data; else FILE ... (space separated)",
+                widget = Input(placeholder="blank: the bundled demo data; else FILE[:RATIO] ... (space separated)",
                                id="f-data", compact=True)
             else:
                 widget = Input(id=f"f-{name}", compact=True)
