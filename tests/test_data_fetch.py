@@ -4,6 +4,7 @@ in each dataset's real schema (tests/fetch_support.py), converted to the formats
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from fetch_support import COMMIT, fill_catalogue, fill_dataset, json_array, jsonl, rows
 
 from derta_mlx.cli.main import main
-from derta_mlx.data.fetch.records import iter_records
+from derta_mlx.data.fetch.records import Unreadable, iter_records
 from derta_mlx.data.fetch.refusing import REFUSAL_SENTENCE, refusal_place
 from derta_mlx.data.formats import DataError, SafetyTriple, read_rows
 
@@ -100,13 +101,27 @@ def test_beavertails_pairs_answers_per_question_from_gzip_and_xz(hub, capsys):
         code, out, err = fetch(capsys, "beavertails", "--split", split)
         assert code == 0, err
         triples = written(f"data/beavertails-{split}.jsonl")
-        assert [t["question"] for t in triples] == ["How do I sneak a snack into the cinema?"]
+        assert [t["question"] for t in triples] == ["How do I sneak a snack into the cinema?",
+                                                    "How do I stay up later than my bedtime without being noticed?"]
         assert triples[0]["harmful_response"].startswith("Put it in the inside pocket")  # the first unsafe answer
-        for reason in ("1 extra answers to an already paired question", "1 questions without an unsafe answer",
-                       "1 questions without a safe answer", "1 safe answer does not refuse", "1 bad record(s)"):
+        # of two safe answers, the one that refuses (the second) is the target
+        assert triples[1]["safe_response"].startswith("I'm sorry, I can't help you hide staying up")
+        # every record is accounted for: 4 make two triples, 1 is bad, 6 are left out by a rule
+        for reason in ("2 other answers to an already paired question", "1 answers to a question with no unsafe answer",
+                       "1 answers to a question with no safe answer", "1 safe answer does not refuse",
+                       "1 bad record(s)", "left out 6:"):
             assert reason in out, out
         assert "round0/" in out and ":8: missing field 'is_safe'" in out
         assert_nothing_harmful_printed(out, err)
+
+
+def test_an_unreadable_json_lines_line_is_one_bad_record(hub, tmp_path, capsys):
+    lines = jsonl(rows("wizardlm.jsonl")[:2]).decode().splitlines()
+    (tmp_path / "some.jsonl").write_text(lines[0] + "\n{not json\n" + lines[1] + "\n")
+    code, out, err = fetch(capsys, "wizardlm-70k-unfiltered", "--from", str(tmp_path / "some.jsonl"))
+    assert code == 0, err
+    assert len(written("data/wizardlm-70k-unfiltered-train.jsonl")) == 2
+    assert "some.jsonl:2: invalid JSON" in out and "1 bad record(s)" in out
 
 
 def test_alpaca_from_parquet_and_json_arrays(hub, capsys):
@@ -119,9 +134,9 @@ def test_alpaca_from_parquet_and_json_arrays(hub, capsys):
                         "output": "Le chat dort sur le canapé."}
     assert "parquet:4: field 'output' is empty" in out  # Parquet has rows, not lines: row 4
 
-    code, out, err = fetch(capsys, "alpaca-cleaned", "--limit", "2")
+    code, out, err = fetch(capsys, "alpaca-cleaned", "--limit", "2", "--out", "new/folder/helpful.jsonl")
     assert code == 0, err
-    assert [r["instruction"] for r in written("data/alpaca-cleaned-train.jsonl")] == [
+    assert [r["instruction"] for r in written("new/folder/helpful.jsonl")] == [
         "Give three tips for staying healthy.", "Translate the sentence into French.\n\nThe cat is sleeping on the sofa."]
 
     code, out, err = fetch(capsys, "wizardlm-70k-unfiltered")
@@ -153,6 +168,12 @@ def test_derta_official_from_a_clone(hub, tmp_path, capsys):
     assert code == 0, err
     assert "2 DeRTa rows" in out
     assert [r.rto for r in read_rows(["rows.jsonl"])] == [False, True]
+    # a field's text never reaches the terminal, even where it is not the field it should be
+    secret = "Step 1: wait until the kitchen is empty and take the whole cookie jar"
+    official.write_bytes(jsonl([{"prefix": "[INST] q [\\INST]", "text": " t", "safe": secret}]))
+    code, out, err = fetch(capsys, "derta-official", "--from", str(official), "--out", "rows2.jsonl")
+    assert code == 2 and "'safe' must be" in err and "a str of 69 characters" in err
+    assert "cookie jar" not in out + err
 
 
 def test_any_hub_dataset_with_a_schema_and_files(hub, capsys):
@@ -202,8 +223,42 @@ def test_damaged_files_are_errors_with_the_place(tmp_path):
         list(iter_records(broken_gz))
     bad_line = tmp_path / "rows.jsonl"
     bad_line.write_text('{"a": 1}\n\n{"a": \n')
-    with pytest.raises(DataError, match=r"rows\.jsonl:3: invalid JSON"):
-        list(iter_records(bad_line))
+    (_, first), (where, unreadable) = list(iter_records(bad_line))
+    assert first == {"a": 1} and where.line == 3 and isinstance(unreadable, Unreadable)
+    assert unreadable.reason.startswith("invalid JSON")  # one bad record, reported; the other lines still count
+    corrupt_body = bytearray(gzip.compress(b'{"a": 1}\n' * 1000))
+    corrupt_body[20:40] = bytes(20)
+    (tmp_path / "z.jsonl.gz").write_bytes(bytes(corrupt_body))
+    with pytest.raises(DataError, match="cannot read it"):
+        list(iter_records(tmp_path / "z.jsonl.gz"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[{"a": 1},\n]', "2: invalid JSON: a comma before ']'"),
+    ('[{"a": 1}]\n[{"b": 2}]', "2: invalid JSON: more after the array's closing ']'"),
+    ('[\n{"a": "\\ud800"}]', "2: field 'a' holds a lone surrogate"),
+    ('[\n{"a": NaN}]', "2: invalid JSON: NaN is not valid JSON"),
+    ("[" * 100000, "JSON nested too deeply"),
+    ("version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 12\n", "a Git LFS pointer"),
+])
+def test_a_json_array_is_read_strictly(tmp_path, content, message):
+    path = tmp_path / "data.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(message)):
+        list(iter_records(path))
+
+
+def test_a_byte_order_mark_then_space_still_reads_as_an_array(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf\n[\n {"a": 1},\n {"a": 2}\n]\n')
+    assert [(w.line, r) for w, r in iter_records(path)] == [(3, {"a": 1}), (4, {"a": 2})]  # "[" is line 2
+    assert list(iter_records(_empty_array(tmp_path))) == []
+
+
+def _empty_array(tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text("[ ]\n")
+    return path
 
 
 @pytest.mark.parametrize("text, place", [

@@ -71,6 +71,18 @@ def test_duplicates_across_files_are_dropped_before_mixing(files, tmp_path):
     assert [(p.available, p.taken) for p in parts] == [(10, 3), (3, 3)]
 
 
+def test_a_file_of_duplicates_or_an_empty_file_is_named(files, tmp_path):
+    safety, _ = files
+    with pytest.raises(DataError, match=f"{safety}: every row duplicates"):
+        mix_rows([f"{safety}:1", f"{safety}:1"], seed=0, notify=lambda _: None)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(json.dumps(HELPFUL[0]) + "\n")
+    (folder / "b.jsonl").write_text("")
+    with pytest.raises(DataError, match=r"b\.jsonl: no rows"):
+        mix_rows([f"{safety}:1", f"{folder}:1"], seed=0, notify=lambda _: None)
+
+
 def test_a_share_below_one_row_is_an_error(files):
     safety, helpful = files
     with pytest.raises(DataError, match="less than one row"):
@@ -94,6 +106,7 @@ def test_a_colon_in_a_file_name_is_not_a_ratio(tmp_path):
     named.write_text(json.dumps(SAFETY[0]) + "\n")
     assert parse_spec(str(named)).ratio is None
     assert parse_spec(str(tmp_path / "missing:name.jsonl")).ratio is None  # reported later as no such file
+    assert parse_spec(str(tmp_path / "missing" / "run:v2.jsonl")).ratio is None
     assert parse_spec("a.jsonl:2.5").ratio == 2.5
 
 

@@ -63,6 +63,17 @@ def output_file(text: str) -> str:
     return text
 
 
+def new_output_file(text: str) -> str:
+    """A file to write whose folder may not exist yet (it is made when the file is written)."""
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name")
+    existing = next(parent for parent in path.parents if parent.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, not a folder")
+    return text
+
+
 def plot_file(text: str) -> str:
     """A figure to write: its suffix names a format matplotlib writes."""
     text = output_file(text)

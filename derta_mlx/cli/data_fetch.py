@@ -2,7 +2,7 @@
 
 import argparse
 
-from derta_mlx.cli.arg_types import output_file, positive_int
+from derta_mlx.cli.arg_types import new_output_file, positive_int
 from derta_mlx.common.progress import notify_stderr
 
 EPILOG = """\
@@ -61,7 +61,8 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="show the catalogue: names, licences, splits")
     p.add_argument("--split", help="which of the dataset's splits (default: the catalogue's)")
     p.add_argument("--limit", type=positive_int, help="write at most this many rows")
-    p.add_argument("--out", type=output_file, help="the .jsonl to write (default: data/NAME-SPLIT.jsonl)")
+    p.add_argument("--out", type=new_output_file,
+                   help="the .jsonl to write; its folder is made if missing (default: data/NAME-SPLIT.jsonl)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--revision", help="a branch, tag or commit of the dataset repo (default: main)")
     p.add_argument("--from", dest="local", metavar="PATH",

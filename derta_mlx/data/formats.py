@@ -112,6 +112,12 @@ def _parse_messages(value, where: Where) -> list:
     return value
 
 
+def _brief(value) -> str:
+    """A short value as written, a long one by its size only: a field may hold harmful text."""
+    text = repr(value)
+    return text if len(text) <= 12 else f"a {type(value).__name__} of {len(str(value))} characters"
+
+
 def parse_row(obj, where: Where) -> Row:
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -119,7 +125,7 @@ def parse_row(obj, where: Where) -> Row:
     if {"prefix", "text", "safe"} <= keys:
         safe = obj["safe"]
         if safe not in ("true", "false", True, False):
-            raise DataError(f"{where}: 'safe' must be \"true\" (an RTO row) or \"false\", got {safe!r}")
+            raise DataError(f"{where}: 'safe' must be \"true\" (an RTO row) or \"false\", got {_brief(safe)}")
         return DertaRow(_text_field(obj, "prefix", where), _text_field(obj, "text", where),
                         safe in ("true", True), where)
     triple_keys = {"question", "safe_response", "harmful_response"}
@@ -156,7 +162,7 @@ OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
               (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
 
 
-def _refuse_constant(name: str):
+def refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON (write a number or a string)")
 
 
@@ -170,7 +176,7 @@ def _decode_line(raw: bytes, where: Where) -> str:
                         "save the file as UTF-8") from None
 
 
-def _lone_surrogate(obj, where: Where) -> None:
+def check_unicode(obj, where: Where) -> None:
     """JSON may spell half a UTF-16 pair ("\\ud800"); such text breaks tokenizers and UTF-8 later."""
     try:
         json.dumps(obj, ensure_ascii=False).encode("utf-8")
@@ -193,8 +199,8 @@ def parse_json_line(raw: bytes, where: Where):
     """One line's JSON value; every way a line can be bad is a DataError naming FILE:LINE."""
     line = _decode_line(raw, where)
     try:
-        obj = json.loads(line, parse_constant=_refuse_constant)
-        _lone_surrogate(obj, where)
+        obj = json.loads(line, parse_constant=refuse_constant)
+        check_unicode(obj, where)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
     except ValueError as exc:

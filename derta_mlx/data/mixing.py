@@ -10,6 +10,7 @@ typed, with the seed; the counts each gave are written beside them as a comment.
 
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -23,6 +24,8 @@ from derta_mlx.data.formats import (
     iter_rows,
     read_rows,
 )
+
+_NUMBERISH = re.compile(r"[\d.,eE+-]+")
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def parse_spec(text: str) -> DataSpec:
     try:
         value = float(ratio)
     except ValueError:
-        if Path(path).exists() or any(c.isdigit() for c in ratio):  # else a colon in a missing path's name
+        if Path(path).exists() or _NUMBERISH.fullmatch(ratio):  # else a colon in a missing path's name
             raise DataError(f"{text}: the ratio after ':' must be a positive number, got {ratio!r}") from None
         return DataSpec(text)
     if not math.isfinite(value) or value <= 0:
@@ -81,20 +84,29 @@ def _shares(specs: List[DataSpec], sizes: List[int]) -> List[int]:
     return takes
 
 
+def _read_group(path: str) -> List[Row]:
+    """A file's or folder's rows; each file must hold some, as read_rows insists."""
+    rows = []
+    for file in data_files([path]):
+        found = list(iter_rows(file))
+        if not found:
+            raise DataError(f"{file}: no rows (the file is empty)")
+        rows.extend(found)
+    return rows
+
+
 def mix_rows(texts: Sequence[str], seed: int,
              notify: Callable[[str], None] = notify_stderr) -> Tuple[List[Row], List[MixPart]]:
     """The training rows of `--data` specs and, when ratios are given, what each file gave."""
     specs = parse_specs(texts)
     if all(spec.ratio is None for spec in specs):
         return read_rows([spec.path for spec in specs], notify), []
-    groups = []
-    for spec in specs:
-        rows = [row for file in data_files([spec.path]) for row in iter_rows(file)]
-        if not rows:
-            raise DataError(f"{spec.path}: no rows (the file is empty)")
-        groups.append(rows)
+    groups = [_read_group(spec.path) for spec in specs]
     kept = {id(row) for row in drop_duplicates([row for rows in groups for row in rows], notify)}
     groups = [[row for row in rows if id(row) in kept] for rows in groups]
+    for spec, rows in zip(specs, groups):
+        if not rows:
+            raise DataError(f"{spec.path}: every row duplicates a row of an earlier --data file; nothing to mix")
     takes = _shares(specs, [len(rows) for rows in groups])
     rng = random.Random(f"mix:{seed}")
     mixed, parts = [], []
@@ -106,5 +118,6 @@ def mix_rows(texts: Sequence[str], seed: int,
 
 
 def describe_mix(parts: List[MixPart], seed: int) -> str:
+    """What each file gave; `available` counts a file's rows after duplicates were dropped."""
     return f"data mix (seed {seed}): " + ", ".join(
         f"{part.path} {part.taken} of {part.available} rows (ratio {part.ratio:g})" for part in parts)

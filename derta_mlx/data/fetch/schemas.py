@@ -8,7 +8,8 @@ counted. Every row made is checked with our own reader, so what fetch writes, tr
   saferlhf        PKU-SafeRLHF: prompt, response_0/1, is_response_0/1_safe -> a triple when exactly
                   one answer is safe
   beavertails     BeaverTails: prompt, response, is_safe, one answer per record -> per question, its
-                  first safe and first unsafe answer make a triple
+                  first unsafe answer and its first safe answer that refuses (else its first safe
+                  answer) make a triple; the question's other answers are counted, not used
   alpaca          instruction (+ input), output -> a helpfulness row (Alpaca, WizardLM 70K)
   derta-official  the official DeRTa files, by their keys: instruction + output (harmful) +
                   safe_response -> a triple; instruction + output -> helpfulness; prefix + text +
@@ -18,6 +19,8 @@ counted. Every row made is checked with our own reader, so what fetch writes, tr
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
+from derta_mlx.data.fetch.records import Unreadable
+from derta_mlx.data.fetch.refusing import refusal_place
 from derta_mlx.data.formats import DataError, Where, parse_row
 
 Records = Iterable[Tuple[Where, object]]
@@ -36,6 +39,8 @@ class BadRecord(Exception):
 
 
 def _field(record, key: str, kind):
+    if isinstance(record, Unreadable):
+        raise BadRecord(record.reason)
     if not isinstance(record, dict):
         raise BadRecord(f"expected a JSON object, got {type(record).__name__}")
     if key not in record:
@@ -89,8 +94,9 @@ def saferlhf(where: Where, record, tag: str) -> Outcome:
 
 
 def beavertails(records: Records, tag: str) -> Iterator[Outcome]:
-    """Pairs need every answer to a question, so the file is read whole before any triple is made."""
-    questions: Dict[str, dict] = {}
+    """Pairs need every answer to a question, so the file is read whole before any triple is made.
+    Every record gets an outcome: two make a triple, the others are counted with their reason."""
+    questions: Dict[str, list] = {}
     for where, record in records:
         try:
             prompt, answer = _field(record, "prompt", str), _field(record, "response", str)
@@ -98,17 +104,19 @@ def beavertails(records: Records, tag: str) -> Iterator[Outcome]:
         except BadRecord as exc:
             yield Outcome(where, None, str(exc), bad=True)
             continue
-        slot = questions.setdefault(prompt.strip(), {"where": where, True: None, False: None})
-        if slot[is_safe] is None:
-            slot[is_safe] = answer
-        else:
-            yield Outcome(where, None, "extra answers to an already paired question")
-    for prompt, slot in questions.items():
-        if slot[True] is None or slot[False] is None:
-            yield Outcome(slot["where"], None, "questions without a safe answer" if slot[True] is None
-                          else "questions without an unsafe answer")
-        else:
-            yield _triple(slot["where"], tag, prompt, slot[True], slot[False])
+        questions.setdefault(prompt.strip(), []).append((where, answer, is_safe))
+    for prompt, answers in questions.items():
+        safe = [a for a in answers if a[2]]
+        unsafe = [a for a in answers if not a[2]]
+        if not safe or not unsafe:
+            reason = "answers to a question with no safe answer" if not safe else \
+                "answers to a question with no unsafe answer"
+            yield from (Outcome(where, None, reason) for where, _, _ in answers)
+            continue
+        chosen = (next((a for a in safe if refusal_place(a[1]) == "refuses"), safe[0]), unsafe[0])
+        yield from (Outcome(a[0], None, "other answers to an already paired question")
+                    for a in answers if a not in chosen)
+        yield _triple(answers[0][0], tag, prompt, chosen[0][1], chosen[1][1])
 
 
 def _instruction_row(where: Where, record, tag: str) -> Outcome:
