@@ -8,7 +8,8 @@ from derta_mlx.train.config import TrainConfig, config_from_dict, load_config
 
 HELP = {
     "model": "catalogue name, hub repo id or model directory (default: the embedded model)",
-    "data": "training files or directories: DeRTa rows, safety triples, helpfulness rows (default: demo data)",
+    "data": "training files or directories: DeRTa rows, safety triples, helpfulness rows (default: demo data); "
+            "FILE:RATIO mixes them in proportion, seeded (safety.jsonl:1 helpful.jsonl:3)",
     "val_data": "validation files (default: --val-fraction of the training rows)",
     "method": "derta | vanilla | harmful-prefix | rto (the paper's Table 4 ablations)",
     "template": "derta | derta-eval | chat | auto (default: the catalogue's)",

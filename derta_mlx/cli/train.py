@@ -13,6 +13,7 @@ from derta_mlx.train.config import TrainConfig
 EPILOG = """examples:
   derta-mlx train                                   # the demo: embedded model, bundled mild data
   derta-mlx train --model mistral-7b-4bit --data safety.jsonl helpful.jsonl --iters 600
+  derta-mlx train --data safety.jsonl:1 helpful.jsonl:3 --seed 1   # mixed 1:3 (see `derta-mlx data fetch`)
   derta-mlx train --method vanilla --out runs/vanilla   # Table 4 ablations: vanilla, harmful-prefix, rto
   derta-mlx train --config run.yaml --learning-rate 5e-5
   derta-mlx train --resume runs/vanilla             # continue an interrupted run exactly
