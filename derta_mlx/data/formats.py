@@ -267,15 +267,21 @@ def data_files(paths) -> List[Path]:
     return files
 
 
-def read_rows(paths, notify: Callable[[str], None] = notify_stderr) -> List[Row]:
+def read_files(paths) -> List[Row]:
     """Every row of every file (directories: their *.jsonl and *.json files), checked in full;
-    each file must hold rows, and a row identical to an earlier one is dropped with a note."""
+    each file must hold rows. Duplicates are kept: see read_rows."""
     rows = []
     for file in data_files(paths):
         found = list(iter_rows(file))
         if not found:
             raise DataError(f"{file}: no rows (the file is empty)")
         rows.extend(found)
+    return rows
+
+
+def read_rows(paths, notify: Callable[[str], None] = notify_stderr) -> List[Row]:
+    """read_files, then a row identical to an earlier one is dropped with a note."""
+    rows = read_files(paths)
     if not rows:
         raise DataError("no data files given")
     return drop_duplicates(rows, notify)

@@ -19,9 +19,8 @@ from derta_mlx.common.progress import notify_stderr
 from derta_mlx.data.formats import (
     DataError,
     Row,
-    data_files,
     drop_duplicates,
-    iter_rows,
+    read_files,
     read_rows,
 )
 
@@ -84,24 +83,13 @@ def _shares(specs: List[DataSpec], sizes: List[int]) -> List[int]:
     return takes
 
 
-def _read_group(path: str) -> List[Row]:
-    """A file's or folder's rows; each file must hold some, as read_rows insists."""
-    rows = []
-    for file in data_files([path]):
-        found = list(iter_rows(file))
-        if not found:
-            raise DataError(f"{file}: no rows (the file is empty)")
-        rows.extend(found)
-    return rows
-
-
 def mix_rows(texts: Sequence[str], seed: int,
              notify: Callable[[str], None] = notify_stderr) -> Tuple[List[Row], List[MixPart]]:
     """The training rows of `--data` specs and, when ratios are given, what each file gave."""
     specs = parse_specs(texts)
     if all(spec.ratio is None for spec in specs):
         return read_rows([spec.path for spec in specs], notify), []
-    groups = [_read_group(spec.path) for spec in specs]
+    groups = [read_files([spec.path]) for spec in specs]
     kept = {id(row) for row in drop_duplicates([row for rows in groups for row in rows], notify)}
     groups = [[row for row in rows if id(row) in kept] for rows in groups]
     for spec, rows in zip(specs, groups):
