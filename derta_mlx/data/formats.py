@@ -234,7 +234,7 @@ def iter_rows(path: Union[str, Path]) -> Iterator[Row]:
         yield parse_row(obj, where)
 
 
-def _content(row: Row) -> tuple:
+def content_key(row: Row) -> tuple:
     """What makes two rows the same example: every field but the id and the place."""
     fields = {k: v for k, v in vars(row).items() if k not in ("id", "where")}
     return type(row).__name__, json.dumps(fields, sort_keys=True, ensure_ascii=False)
@@ -244,7 +244,7 @@ def drop_duplicates(rows: List[Row], notify: Callable[[str], None] = notify_stde
     """The first of each set of identical rows: a duplicate would leak across the train/validation split."""
     first, kept = {}, []
     for row in rows:
-        key = _content(row)
+        key = content_key(row)
         if key in first:
             notify(f"note: {row.where}: duplicate of {first[key].where}; dropped")
             continue

@@ -18,6 +18,7 @@ from derta_mlx.data.fetch.download import dataset_file
 from derta_mlx.data.fetch.records import iter_records
 from derta_mlx.data.fetch.refusing import apply_rule
 from derta_mlx.data.fetch.schemas import SCHEMAS, Outcome
+from derta_mlx.data.formats import content_key
 
 BAD_ROWS_SHOWN = 10
 RULE_WORDS = {"refuses": "refuse in their first sentence", "rewritten": "rewritten to open with a refusal",
@@ -138,7 +139,7 @@ def _collect(outcomes: Iterator[Outcome], request: FetchRequest, summary: FetchS
         if row is None:
             summary.dropped[outcome.reason] += 1
             continue
-        key = json.dumps({k: v for k, v in row.items() if k != "id"}, sort_keys=True)
+        key = content_key(outcome.parsed)  # as read_rows judges duplicates
         if key in seen:  # a duplicate would leak across the train/validation split
             summary.dropped["duplicate of an earlier row"] += 1
             continue

@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 from derta_mlx.data.fetch.records import Unreadable
 from derta_mlx.data.fetch.refusing import refusal_place
-from derta_mlx.data.formats import DataError, Where, parse_row
+from derta_mlx.data.formats import DataError, Row, Where, parse_row
 
 Records = Iterable[Tuple[Where, object]]
 
@@ -32,6 +32,7 @@ class Outcome:
     row: Optional[dict]
     reason: str = ""  # why no row: a malformed record's problem (bad) or a rule's name
     bad: bool = False
+    parsed: Optional[Row] = None  # the row as our reader reads it (what duplicates are judged by)
 
 
 class BadRecord(Exception):
@@ -57,10 +58,10 @@ def _field(record, key: str, kind):
 def _checked(where: Where, row: dict) -> Outcome:
     """The row if our reader accepts it (empty text, say, it would refuse), else a bad outcome."""
     try:
-        parse_row(row, where)
+        parsed = parse_row(row, where)
     except DataError as exc:
         return Outcome(where, None, str(exc).removeprefix(f"{where}: "), bad=True)
-    return Outcome(where, row)
+    return Outcome(where, row, parsed=parsed)
 
 
 def _row_id(where: Where, tag: str) -> str:
