@@ -12,6 +12,7 @@ from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.hub_cache import not_cached_offline, offline
 
 # What an mlx-lm model directory needs. No *.bin/*.pt/*.pth/*.pkl (pickles), no *.py (remote code).
 ALLOW_PATTERNS = [
@@ -35,10 +36,6 @@ def looks_like_repo_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
 
 
-def offline() -> bool:
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def cached_snapshot(repo: str, revision: Optional[str] = None) -> Optional[Path]:
     """The local snapshot of a repo if its config and weights are in the cache, else None."""
     config = try_to_load_from_cache(repo, "config.json", revision=revision)
@@ -53,10 +50,7 @@ def download(repo: str, revision: Optional[str] = None) -> Path:
     if offline():
         found = cached_snapshot(repo, revision)
         if found is None:
-            raise UserError(
-                f"{repo} is not in the hub cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; "
-                "unset HF_HUB_OFFLINE to download it, or point HF_HOME at a cache that has it."
-            )
+            raise UserError(not_cached_offline(repo))
         return found
     try:
         path = Path(snapshot_download(repo, revision=revision, allow_patterns=ALLOW_PATTERNS))

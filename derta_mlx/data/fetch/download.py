@@ -8,7 +8,7 @@ one line that says what to do.
 from pathlib import Path
 from typing import Optional
 
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -20,11 +20,7 @@ from huggingface_hub.errors import (
 )
 
 from derta_mlx.common.errors import UserError
-
-
-def _offline_miss(where: str) -> str:
-    return (f"{where} is not in the hub cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: "
-            "unset it to download, or point HF_HOME at a cache that has it")
+from derta_mlx.common.hub_cache import not_cached_offline, offline
 
 
 def dataset_file(repo: str, filename: str, revision: Optional[str] = None) -> Path:
@@ -32,7 +28,7 @@ def dataset_file(repo: str, filename: str, revision: Optional[str] = None) -> Pa
     where = f"{repo}/{filename}" + (f" at {revision}" if revision else "")
     try:
         return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=revision,
-                                    local_files_only=bool(constants.HF_HUB_OFFLINE)))
+                                    local_files_only=offline()))
     except GatedRepoError:
         raise UserError(f"{repo} is gated: accept its terms on https://huggingface.co/datasets/{repo} "
                         "and log in (`hf auth login`), then fetch again") from None
@@ -41,8 +37,8 @@ def dataset_file(repo: str, filename: str, revision: Optional[str] = None) -> Pa
     except RevisionNotFoundError:
         raise UserError(f"{repo} has no revision {revision!r}") from None
     except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: first
-        if constants.HF_HUB_OFFLINE:
-            raise UserError(_offline_miss(where)) from None
+        if offline():
+            raise UserError(not_cached_offline(where)) from None
         raise UserError(f"cannot reach the hub for {where}, and it is not cached; check the network") from None
     except EntryNotFoundError:
         raise UserError(f"{where}: no such file in the dataset repo (see its Files tab; --file names "
