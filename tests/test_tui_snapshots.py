@@ -41,6 +41,13 @@ def fixed_world(tmp_path, monkeypatch):
     return tmp_path
 
 
+async def steady_cursors(pilot):
+    """A focused Input's cursor blinks every 0.5 s; on a loaded machine the snapshot caught it in either phase."""
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False  # pauses the blink with the cursor hidden
+    await pilot.pause()
+
+
 def app(start):
     from tui.app import DertaApp
 
@@ -48,32 +55,33 @@ def app(start):
 
 
 def test_models_screen(snap_compare, fixed_world):
-    assert snap_compare(app("models"))
+    assert snap_compare(app("models"), run_before=steady_cursors)
 
 
 def test_train_form(snap_compare, fixed_world):
-    assert snap_compare(app("train"))
+    assert snap_compare(app("train"), run_before=steady_cursors)
 
 
 def test_train_monitor_follows_a_run(snap_compare, fixed_world):
     async def follow(pilot):
         pilot.app.follow_run(Path("runs/snap-run"))
         await pilot.pause(0.3)
+        await steady_cursors(pilot)
 
     assert snap_compare(app("models"), run_before=follow)
 
 
 def test_runs_screen(snap_compare, fixed_world):
-    assert snap_compare(app("runs"))
+    assert snap_compare(app("runs"), run_before=steady_cursors)
 
 
 def test_run_detail(snap_compare, fixed_world):
-    assert snap_compare(app("runs"), press=["enter", "_"])
+    assert snap_compare(app("runs"), press=["enter", "_"], run_before=steady_cursors)
 
 
 def test_probe_setup(snap_compare, fixed_world):
     async def same_path_everywhere(pilot):  # the default is the installed demo file's full path
         pilot.app.screen.query_one("#p-data").value = "derta_mlx/demo/safety_heldout.jsonl"
-        await pilot.pause()
+        await steady_cursors(pilot)
 
     assert snap_compare(app("probe"), run_before=same_path_everywhere)
