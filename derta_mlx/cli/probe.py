@@ -14,6 +14,8 @@ from derta_mlx.cli.arg_types import (
 )
 from derta_mlx.common.errors import UserError
 from derta_mlx.common.progress import notify_stderr
+from derta_mlx.data.refusal_token import check_rule_form
+from derta_mlx.data.templates import check_template_name
 from derta_mlx.probe.model import (
     check_positions,
     load_probe_model,
@@ -63,6 +65,13 @@ def check_args(args, notify) -> list:
         raise UserError("--compare-base needs --adapter-path RUN")
     if args.every is None:
         parse_positions(args.positions, prefix="--")
+    for flag, check, value in (("--template", check_template_name, args.template),
+                               ("--refusal", check_rule_form, args.refusal)):
+        try:
+            if value:
+                check(value)
+        except UserError as exc:
+            raise UserError(f"{flag}: {exc}") from None
     if args.adapter:
         read_adapter_config(args.adapter)
     return load_examples(args, notify)

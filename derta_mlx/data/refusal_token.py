@@ -78,12 +78,30 @@ def opening_token(tokenizer, response_lead: str, opening: str):
     return None
 
 
+RULE_FORMS = "auto, official, space, token:TEXT, phrase:TEXT or id:N"
+
+
+def check_rule_form(rule: str) -> None:
+    """Raise UserError for a rule of no known form; needs no tokenizer, so it runs before any weights load."""
+    if rule in ("auto", "official", "space") or rule.startswith(("token:", "phrase:")):
+        return
+    if rule.startswith("id:"):
+        try:
+            int(rule[len("id:") :])
+        except ValueError:
+            raise UserError(f"refusal rule {rule!r}: id must be an integer") from None
+        return
+    raise UserError(f"unknown refusal rule {rule!r}; use {RULE_FORMS}")
+
+
 def resolve_refusal(tokenizer, rule: str = "auto", response_lead: str = " ",
                     opening: str = "Sorry") -> RefusalTarget:
     """Resolve a refusal rule to one token id, or raise UserError saying why it cannot.
 
     `response_lead` is the template's (templates.py) and `opening` the refusal opening that
     safe targets are normalised to; both matter only to the auto rule."""
+
+    check_rule_form(rule)
 
     def target(token_id: int, text: str) -> RefusalTarget:
         return RefusalTarget(token_id, _piece(tokenizer, token_id), text, rule, _variants(tokenizer))
@@ -128,14 +146,9 @@ def resolve_refusal(tokenizer, rule: str = "auto", response_lead: str = " ",
             raise UserError(f"refusal rule {rule!r}: the phrase is empty")
         return target(ids[0], tokenizer.decode([ids[0]]))
     if rule.startswith("id:"):
-        try:
-            token_id = int(rule[len("id:") :])
-        except ValueError:
-            raise UserError(f"refusal rule {rule!r}: id must be an integer") from None
+        token_id = int(rule[len("id:") :])
         vocab_size = len(tokenizer.get_vocab())
         if not 0 <= token_id < vocab_size:
             raise UserError(f"refusal rule {rule!r}: id outside the vocabulary (size {vocab_size})")
         return target(token_id, tokenizer.decode([token_id]))
-    raise UserError(
-        f"unknown refusal rule {rule!r}; use auto, official, space, token:TEXT, phrase:TEXT or id:N"
-    )
+    raise AssertionError(f"check_rule_form admitted {rule!r}")  # every form it admits is handled above

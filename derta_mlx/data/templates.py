@@ -43,10 +43,15 @@ TEMPLATES = {
 }
 
 
+def check_template_name(name: str) -> None:
+    """Raise UserError for a name no template has; needs no tokenizer, so it runs before any weights load."""
+    if name != "auto" and name not in TEMPLATES:
+        raise UserError(f"unknown template {name!r}; choose one of: auto, {', '.join(TEMPLATES)}")
+
+
 def get_template(name: str, tokenizer=None) -> Template:
     """A template by name; "auto" picks the chat template when the tokenizer has one."""
+    check_template_name(name)
     if name == "auto":
         name = "chat" if getattr(tokenizer, "chat_template", None) else "derta"
-    if name not in TEMPLATES:
-        raise UserError(f"unknown template {name!r}; choose one of: auto, {', '.join(TEMPLATES)}")
     return TEMPLATES[name]

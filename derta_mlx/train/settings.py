@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.data.refusal_token import check_rule_form
+from derta_mlx.data.templates import check_template_name
 
 
 class SettingError(UserError):
@@ -150,6 +152,13 @@ def _check_data_specs(name: str, specs: list) -> None:
         raise SettingError(name, "ratios (FILE:RATIO) mix training data; validation files take none")
 
 
+def _checked_by(name: str, check, value) -> None:
+    try:
+        check(value)
+    except UserError as exc:
+        raise SettingError(name, str(exc)) from None
+
+
 def check_setting(name: str, value):
     """value checked against RULES[name] and returned in its proper type."""
     rule = RULES[name]
@@ -185,6 +194,10 @@ def check_setting(name: str, value):
         return value
     if not isinstance(value, str) or not value.strip():
         raise SettingError(name, f"expected a non-empty string, got {_shown(value)}")
+    if name == "template":
+        _checked_by(name, check_template_name, value)
+    if name == "refusal":
+        _checked_by(name, check_rule_form, value)
     if name == "report_to":
         unknown = [r for r in value.split(",") if r.strip() not in REPORTERS]
         if unknown:
