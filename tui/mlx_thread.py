@@ -1,14 +1,64 @@
-"""All MLX work of the UI on one long-lived thread.
+"""All MLX work of the UI on one long-lived thread, which clears its MLX streams before the process exits.
 
 Textual starts a new thread per worker; MLX keeps some state per thread (streams), so a model
-loaded in one worker is used from the same thread in the next.
+loaded in one worker is used from the same thread in the next. MLX leaves the streams a worker
+thread made for that thread to destroy (`mx.clear_streams()`, ml-explore/mlx#4373): left to
+the process's own teardown they can abort it after all the work is done ("terminate called
+without an active exception", exit 134). So the thread is ours, not a ThreadPoolExecutor's,
+and an atexit hook stops it; daemon threads still run while atexit hooks do.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import atexit
+import queue
+import threading
+from concurrent.futures import Future
+from contextlib import contextmanager
 
-_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
+_jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+_start_lock = threading.Lock()
+_thread = None
+
+
+def _serve() -> None:
+    import mlx.core as mx
+
+    try:
+        while (job := _jobs.get()) is not None:
+            future, fn, args, kwargs = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:  # the caller re-raises it from result()
+                    future.set_exception(exc)
+    finally:
+        mx.clear_streams()
+
+
+def _stop() -> None:
+    """Let the job in hand finish, then end the thread (it clears its streams on the way out)."""
+    _jobs.put(None)
+    _thread.join()
 
 
 def in_mlx_thread(fn, *args, **kwargs):
     """Run fn on the MLX thread and wait for its result (call this from a worker, not the UI)."""
-    return _EXECUTOR.submit(fn, *args, **kwargs).result()
+    global _thread
+    with _start_lock:
+        if _thread is None:
+            _thread = threading.Thread(target=_serve, name="mlx", daemon=True)
+            _thread.start()
+            atexit.register(_stop)
+    future = Future()
+    _jobs.put((future, fn, args, kwargs))
+    return future.result()
+
+
+@contextmanager
+def streams_cleared():
+    """For a worker thread that runs MLX itself (a model conversion): clear its streams as it ends."""
+    try:
+        yield
+    finally:
+        import mlx.core as mx
+
+        mx.clear_streams()

@@ -28,6 +28,7 @@ from derta_mlx.api import (
     models_dir,
     train_memory_label,
 )
+from tui.mlx_thread import streams_cleared
 
 COLUMNS = ("name", "local", "family", "from", "template", "disk", "train mem (default / ckpt)")
 
@@ -131,7 +132,8 @@ class ModelsScreen(Screen):
             poll = partial(self.show_download, entry.repo, entry.disk_gb * 1e9)
             timer = self.app.call_from_thread(self.set_interval, 0.5, poll)
         try:
-            path = ensure_local(find_model(name), lambda m: self.app.call_from_thread(self.set_busy, m))
+            with streams_cleared():
+                path = ensure_local(find_model(name), lambda m: self.app.call_from_thread(self.set_busy, m))
         except Exception as exc:  # UserError, or a network/disk failure: shown, never fatal
             self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
         else:
@@ -146,7 +148,8 @@ class ModelsScreen(Screen):
     def convert(self, gguf: str, out: str) -> None:
         self.app.call_from_thread(self.set_busy, f"converting {gguf} -> {out}...")
         try:
-            path = convert_gguf(gguf, out)
+            with streams_cleared():
+                path = convert_gguf(gguf, out)
         except Exception as exc:  # GGUFError, UserError, OSError...: shown, never fatal
             self.app.call_from_thread(self.notify, f"GGUF import failed: {exc}", severity="error", timeout=10)
         else:
