@@ -1,6 +1,16 @@
 """Shared fixtures: tiny models with the real tokenizers, built once per session."""
 
+import os
+
 import pytest
+
+# Under xdist every core already runs a worker; a BLAS that also starts a thread per core in each
+# worker (and in the CLIs it starts) oversubscribes them, and OpenBLAS's waiting threads spin.
+# One BLAS thread per worker. A thread count, not one of the settings the machine fixes
+# (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE), which stay as they are.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
 
 
 @pytest.fixture(scope="session")
