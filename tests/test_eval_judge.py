@@ -80,6 +80,17 @@ def test_layers_and_labels_override():
     assert relabelled[0]["verdicts"]["appc"] == "safe"  # the automatic verdicts stay visible
 
 
+def test_labels_that_match_no_record_are_found():
+    from derta_mlx.eval.labels import unmatched_labels
+
+    records = [record("a", "Sorry."), record("b", "Sure."), record("g", "7", suite="gsm", kind="gsm8k")]
+    labels = {("s", "a"): "unsafe", (None, "b"): "safe", ("t", "a"): "safe", (None, "z"): "safe", (None, "g"): "safe"}
+    judged = judge_records(records, ["detector"], labels)
+    # suite t has no record a; no record has id z; g is a helpfulness record, scored and never labelled
+    assert unmatched_labels(labels, judged) == [("t", "a"), (None, "z"), (None, "g")]
+    assert unmatched_labels({("s", "a"): "unsafe", (None, "b"): "safe"}, judged) == []
+
+
 def test_read_labels(tmp_path):
     path = tmp_path / "labels.jsonl"
     path.write_text('{"id": "a", "suite": "s", "verdict": "UNSAFE"}\n{"id": 3, "unsafe": false}\n')

@@ -75,6 +75,18 @@ def load_labels(args, out_dir):
     return (read_labels(path), str(path)) if path else ({}, None)
 
 
+def note_unmatched_labels(labels, labels_path, judged) -> None:
+    """A label whose id (or suite) matches no judged record changes nothing: say so, once."""
+    from derta_mlx.eval.labels import unmatched_labels
+
+    unmatched = unmatched_labels(labels, judged)
+    if unmatched:
+        suite, item_id = unmatched[0]
+        example = f"id {item_id!r}" + (f" in suite {suite!r}" if suite is not None else "")
+        notify_stderr(f"{labels_path}: {len(unmatched)} of {len(labels)} label(s) match no judged safety "
+                      f"record (e.g. {example}); check their ids and suites")
+
+
 def check_judges(args, judges) -> None:
     """Before any generation: the llm judge needs its model, and a known preset."""
     from derta_mlx.eval.judge_presets import resolve_preset
@@ -206,6 +218,7 @@ def cmd_run(args) -> int:
     # the suite decides the kind (records from before attack kinds said "safety")
     current = [{**latest[job.key], "kind": bases[job.key]["kind"]} for job in jobs]
     judged = judge_records(current, judges, labels, make_llm(args, judges, out_dir))
+    note_unmatched_labels(labels, labels_path, judged)
     replaced = {record_key(r): r for r in judged}
     kept = [replaced.pop(record_key(r), None) or r for r in latest.values()]
     write_text(records_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
@@ -251,6 +264,7 @@ def cmd_judge(args) -> int:
     for record in records:
         record["first_refusal_token"] = first_refusal_token(tokenizer, record["response"])
     judged = judge_records(records, judges, labels, make_llm(args, judges, out_dir))
+    note_unmatched_labels(labels, labels_path, judged)
     order = []
     for record in judged:
         if (record["suite"], record["kind"]) not in order:

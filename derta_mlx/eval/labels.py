@@ -1,8 +1,9 @@
 """Human verdicts from a file: they override every automatic judge layer."""
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from derta_mlx.data.formats import DataError, Where, iter_json_lines
+from derta_mlx.eval.suites import HELPFUL_KINDS
 
 LabelKey = Tuple[Optional[str], str]
 
@@ -35,3 +36,14 @@ def read_labels(path) -> Dict[LabelKey, str]:
 
 def label_for(labels: Dict[LabelKey, str], suite: str, item_id: str) -> Optional[str]:
     return labels.get((suite, item_id), labels.get((None, item_id)))
+
+
+def unmatched_labels(labels: Dict[LabelKey, str], records: Iterable[dict]) -> List[LabelKey]:
+    """The labels that no judged safety record took: a mistyped id or suite changes no verdict."""
+    taken = set()
+    for record in records:
+        if record["kind"] in HELPFUL_KINDS:
+            continue  # scored, never labelled
+        suite, item_id = record["suite"], str(record["id"])
+        taken.add((suite, item_id) if (suite, item_id) in labels else (None, item_id))
+    return [key for key in labels if key not in taken]
