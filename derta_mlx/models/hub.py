@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from derta_mlx.common.errors import UserError
-from derta_mlx.common.hub_cache import not_cached_offline, offline
+from derta_mlx.common.hub_cache import hub_errors, not_cached_offline, offline
 
 # What an mlx-lm model directory needs. No *.bin/*.pt/*.pth/*.pkl (pickles), no *.py (remote code).
 ALLOW_PATTERNS = [
@@ -52,12 +51,8 @@ def download(repo: str, revision: Optional[str] = None) -> Path:
         if found is None:
             raise UserError(not_cached_offline(repo))
         return found
-    try:
+    with hub_errors(repo, repo + (f" at {revision}" if revision else "")):
         path = Path(snapshot_download(repo, revision=revision, allow_patterns=ALLOW_PATTERNS))
-    except LocalEntryNotFoundError as exc:
-        raise UserError(f"cannot reach the hub for {repo} and it is not cached: {exc}") from None
-    except HfHubHTTPError as exc:
-        raise UserError(f"download of {repo} failed: {exc}") from None
     if not any(path.glob("*.safetensors")):
         raise UserError(
             f"{repo} has no safetensors weights; derta-mlx never loads pickled weights. "
