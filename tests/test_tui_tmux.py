@@ -1,4 +1,4 @@
-"""Smoke test in a real terminal: `derta-mlx tui` under tmux at 80x24, screen to screen, then quit."""
+"""Smoke test in a real terminal: `derta-mlx tui` under tmux at 80x24, screen to screen, a probe, then quit."""
 
 import shutil
 import subprocess
@@ -46,7 +46,9 @@ class Tmux:
 
 def test_tui_in_tmux_moves_between_screens_and_quits(tmp_path):
     tmux = Tmux(tmp_path)
-    command = f"{sys.executable} -m derta_mlx tui --runs runs; echo TUI-EXIT=$?; sleep 60"
+    # quitting after a probe must exit 0: MLX's worker-thread streams once aborted it (tui/mlx_thread.py)
+    command = (f"DERTA_MLX_MODELS_DIR={tmp_path / 'models'} {sys.executable} -m derta_mlx tui --runs runs; "
+               "echo TUI-EXIT=$?; sleep 60")
     tmux.start(command)
     try:
         screen = tmux.wait_for("smollm2-135m-4bit")
@@ -58,6 +60,8 @@ def test_tui_in_tmux_moves_between_screens_and_quits(tmp_path):
         tmux.keys("F4")
         tmux.wait_for("compare with the base")
         assert "•••" in tmux.screen()  # the harmful response is masked
+        tmux.keys("tiny-mistral", "F5")  # the model field has the focus; a probe runs on the MLX thread
+        tmux.wait_for("100% 5 positions", 180)
         tmux.keys("F1")
         tmux.wait_for("GGUF import")
         tmux.keys("C-q")
