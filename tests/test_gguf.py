@@ -1,16 +1,27 @@
-"""GGUF -> mlx-lm conversion.
-
-Fast tests build small GGUF files by hand (the format is a short header and raw blocks), so
-that every case, including the quantised layouts and the q/k permutation, is checked against
-numbers the test itself chose. The slow tests convert the embedded SmolLM2 (98 MB) once.
+"""GGUF -> mlx-lm conversion of small GGUF files built by hand (tests/gguf_support.py): the
+quantised layouts, the q/k permutation, RoPE scaling and every refusal, each checked against numbers
+the test itself chose. The tokenizers read from GGUF vocabularies: tests/test_gguf_vocab.py.
 """
 
 import json
-import struct
 
 import mlx.core as mx
 import numpy as np
 import pytest
+from gguf_support import (
+    F32,
+    FFN,
+    HEAD_DIM,
+    HIDDEN,
+    KV_HEADS,
+    LAYERS,
+    Q5_K,
+    TQ1_0,
+    byte_level_vocab,
+    llama_cpp_permute,
+    tiny_llama,
+    tiny_metadata,
+)
 
 from derta_mlx.models.gguf import convert as gguf
 from derta_mlx.models.gguf.convert import (
@@ -19,171 +30,6 @@ from derta_mlx.models.gguf.convert import (
     permute_rows,
     unpermute_rows,
 )
-from derta_mlx.models.gguf.tokenizer import LLAMA3_PATTERN, build_tokenizer
-
-# --- a minimal GGUF writer ------------------------------------------------------------------
-
-F32, F16, Q4_0, Q8_0, Q4_K, Q5_K, TQ1_0 = 0, 1, 2, 8, 12, 13, 34
-
-
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("<Q", len(raw)) + raw
-
-
-def _value(value) -> bytes:
-    """Type tag and payload of a metadata value."""
-    if isinstance(value, bool):
-        return struct.pack("<I?", 7, value)
-    if isinstance(value, int):
-        return struct.pack("<Ii", 5, value) if value < 0 else struct.pack("<II", 4, value)
-    if isinstance(value, float):
-        return struct.pack("<If", 6, value)
-    if isinstance(value, str):
-        return struct.pack("<I", 8) + _string(value)
-    if isinstance(value, np.ndarray):
-        kind = {np.dtype("float32"): 6, np.dtype("int32"): 5}[value.dtype]
-        return struct.pack("<IIQ", 9, kind, value.size) + value.tobytes()
-    if isinstance(value, list):  # of strings
-        return struct.pack("<IIQ", 9, 8, len(value)) + b"".join(_string(v) for v in value)
-    raise TypeError(value)
-
-
-def write_gguf(path, metadata: dict, tensors: dict) -> None:
-    """tensors: name -> (ggml type, rows, cols, raw bytes); GGUF lists the innermost dim first."""
-    header = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata))
-    header += b"".join(_string(k) + _value(v) for k, v in metadata.items())
-    data = b""
-    for name, (kind, rows, cols, raw) in tensors.items():
-        dims = (cols,) if rows is None else (cols, rows)
-        header += _string(name) + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, kind, len(data))
-        data += raw + b"\0" * (-len(raw) % 32)
-    header += b"\0" * (-len(header) % 32)  # the data section is aligned to 32 bytes
-    path.write_bytes(header + data)
-
-
-def q8_0(rows: int, cols: int, rng):
-    """Random Q8_0 blocks (f16 scale, 32 int8) and the float32 matrix they stand for."""
-    d = rng.uniform(0.002, 0.02, (rows, cols // 32)).astype(np.float16)
-    q = rng.integers(-127, 128, (rows, cols // 32, 32), dtype=np.int8)
-    raw = b"".join(d[r, b].tobytes() + q[r, b].tobytes() for r in range(rows) for b in range(cols // 32))
-    return raw, (q.astype(np.float32) * d[..., None].astype(np.float32)).reshape(rows, cols)
-
-
-def q4_0(rows: int, cols: int, rng):
-    """Random Q4_0 blocks: f16 scale, then 16 bytes whose low nibbles are weights 0..15 and
-    high nibbles weights 16..31, each (q - 8) * scale."""
-    d = rng.uniform(0.005, 0.05, (rows, cols // 32)).astype(np.float16)
-    q = rng.integers(0, 16, (rows, cols // 32, 32), dtype=np.uint8)
-    packed = q[..., :16] | (q[..., 16:] << 4)
-    raw = b"".join(d[r, b].tobytes() + packed[r, b].tobytes() for r in range(rows) for b in range(cols // 32))
-    return raw, ((q.astype(np.float32) - 8) * d[..., None].astype(np.float32)).reshape(rows, cols)
-
-
-def llama_cpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
-    """convert_hf_to_gguf.py's LlamaModel.permute, as llama.cpp applies it to q and k."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-# --- a tiny synthetic LLaMA ----------------------------------------------------------------
-
-HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, FFN = 256, 2, 4, 2, 64, 512  # K-quant rows need 256s
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-
-
-def byte_level_vocab():
-    """A small byte-level BPE vocabulary: specials, the 256 byte symbols, a few merges."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(256 - len(printable))]
-    merges = ["h e", "l l", "he ll", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d"]
-    tokens = SPECIALS + chars + [m.replace(" ", "") for m in merges]
-    types = [3] * len(SPECIALS) + [1] * (len(tokens) - len(SPECIALS))
-    return tokens, types, merges
-
-
-def tiny_metadata(**overrides) -> dict:
-    tokens, types, merges = byte_level_vocab()
-    metadata = {
-        "general.architecture": "llama",
-        "llama.block_count": LAYERS,
-        "llama.context_length": 512,
-        "llama.embedding_length": HIDDEN,
-        "llama.feed_forward_length": FFN,
-        "llama.attention.head_count": HEADS,
-        "llama.attention.head_count_kv": KV_HEADS,
-        "llama.rope.dimension_count": HEAD_DIM,
-        "llama.rope.freq_base": 500000.0,
-        "llama.attention.layer_norm_rms_epsilon": 1e-5,
-        "tokenizer.ggml.model": "gpt2",
-        "tokenizer.ggml.pre": "smollm",
-        "tokenizer.ggml.tokens": tokens,
-        "tokenizer.ggml.token_type": np.array(types, np.int32),
-        "tokenizer.ggml.merges": merges,
-        "tokenizer.ggml.bos_token_id": 1,
-        "tokenizer.ggml.eos_token_id": 2,
-        "tokenizer.ggml.add_bos_token": False,
-        "tokenizer.chat_template": "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}",
-    }
-    metadata.update(overrides)
-    return {k: v for k, v in metadata.items() if v is not None}
-
-
-def q4_k_pattern(rows: int, cols: int):
-    """Q4_K blocks (256 weights: f16 d, f16 dmin, 12 bytes of 6-bit sub-scales and mins, 128
-    bytes of nibbles) chosen so that every weight is d * 1 * nibble: in each 64 weights, 32
-    times the low nibble 1, then 32 times the high nibble 2."""
-    d = np.float16(1 / 64)
-    block = d.tobytes() + np.float16(0).tobytes() + bytes([1] * 12) + bytes([0x21] * 128)
-    row = np.tile(np.repeat(np.float32([1, 2]), 32), cols // 64) * np.float32(d)
-    return block * (rows * cols // 256), np.tile(row, (rows, 1))
-
-
-def tiny_llama(path, seed: int = 0, metadata=None, extra_tensors=None, k_quant=False):
-    """Write a 2-layer LLaMA GGUF the way llama.cpp would (q/k rows permuted, mixed types) and
-    return the Hugging Face-layout float32 weights it stands for; k_quant: ffn_up in Q4_K."""
-    rng = np.random.default_rng(seed)
-    metadata = metadata or tiny_metadata()
-    vocab = len(metadata["tokenizer.ggml.tokens"])
-    tensors, reference = {}, {}
-
-    def quantised(gguf_name, hf_name, rows, cols, kind, heads=None):
-        raw, w = (q4_0 if kind == Q4_0 else q8_0)(rows, cols, rng)
-        reference[hf_name] = w
-        if heads:  # permute the rows (whole blocks) as llama.cpp's converter does
-            row_bytes = len(raw) // rows
-            blocks = np.frombuffer(raw, np.uint8).reshape(rows, row_bytes)
-            raw = llama_cpp_permute(blocks, heads).tobytes()
-        tensors[gguf_name] = (kind, rows, cols, raw)
-
-    def plain(gguf_name, hf_name, shape, kind=F32):
-        w = (1 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-        dtype = np.float32 if kind == F32 else np.float16
-        reference[hf_name] = w.astype(dtype).astype(np.float32)
-        rows, cols = (None, shape[0]) if len(shape) == 1 else shape
-        tensors[gguf_name] = (kind, rows, cols, w.astype(dtype).tobytes())
-
-    quantised("token_embd.weight", "model.embed_tokens.weight", vocab, HIDDEN, Q8_0)
-    for i in range(LAYERS):
-        blk, hf = f"blk.{i}.", f"model.layers.{i}."
-        plain(blk + "attn_norm.weight", hf + "input_layernorm.weight", (HIDDEN,))
-        quantised(blk + "attn_q.weight", hf + "self_attn.q_proj.weight", HEADS * HEAD_DIM, HIDDEN, Q4_0, HEADS)
-        kv = KV_HEADS * HEAD_DIM
-        quantised(blk + "attn_k.weight", hf + "self_attn.k_proj.weight", kv, HIDDEN, Q4_0, KV_HEADS)
-        quantised(blk + "attn_v.weight", hf + "self_attn.v_proj.weight", KV_HEADS * HEAD_DIM, HIDDEN, Q8_0)
-        quantised(blk + "attn_output.weight", hf + "self_attn.o_proj.weight", HIDDEN, HEADS * HEAD_DIM, Q4_0)
-        plain(blk + "ffn_norm.weight", hf + "post_attention_layernorm.weight", (HIDDEN,))
-        quantised(blk + "ffn_gate.weight", hf + "mlp.gate_proj.weight", FFN, HIDDEN, Q4_0)
-        quantised(blk + "ffn_up.weight", hf + "mlp.up_proj.weight", FFN, HIDDEN, Q4_0)
-        if k_quant:
-            raw, reference[hf + "mlp.up_proj.weight"] = q4_k_pattern(FFN, HIDDEN)
-            tensors[blk + "ffn_up.weight"] = (Q4_K, FFN, HIDDEN, raw)
-        plain(blk + "ffn_down.weight", hf + "mlp.down_proj.weight", (HIDDEN, FFN), F16)
-    plain("output_norm.weight", "model.norm.weight", (HIDDEN,))
-    plain("output.weight", "lm_head.weight", (vocab, HIDDEN), F16)
-    tensors.update(extra_tensors or {})
-    write_gguf(path, metadata, tensors)
-    return reference
-
 
 # --- the q/k permutation -------------------------------------------------------------------
 
@@ -385,166 +231,3 @@ def test_k_quants_are_dequantised_to_float16(tmp_path):
     up = model.model.layers[0].mlp.up_proj
     assert type(up) is nn.Linear and up.weight.dtype == mx.float16
     assert np.array_equal(np.array(up.weight.astype(mx.float32)), reference["model.layers.0.mlp.up_proj.weight"])
-
-
-# --- tokenizers ----------------------------------------------------------------------------
-
-TEXTS = [
-    "Hello world", " leading space", "two  spaces\tand\ttabs\n\nnewlines", "x = [1, 22, 333] 4567",
-    "caf\u00e9 \u00fcber na\u00efve", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8", "emoji \U0001F600!",
-    "I'm sorry, I can't help with that.", "trailing   ",
-]  # fmt: skip
-
-
-def test_sentencepiece_vocabulary_encodes_like_sentencepiece():
-    """A 'llama' (SentencePiece) GGUF vocabulary, made from Mistral-7B-v0.1's tokenizer.model."""
-    import sentencepiece as spm
-
-    from derta_mlx.common.assets import MISTRAL_SPM, asset_path
-
-    sp = spm.SentencePieceProcessor(model_file=str(asset_path(MISTRAL_SPM)))
-    size = sp.get_piece_size()
-
-    def kind(i):  # llama.cpp's convert_hf_to_gguf token types
-        checks = ((sp.is_unknown, 2), (sp.is_control, 3), (sp.is_byte, 6), (sp.is_unused, 5))
-        return next((number for check, number in checks if check(i)), 1)
-
-    metadata = {
-        "tokenizer.ggml.model": "llama",
-        "tokenizer.ggml.tokens": [sp.id_to_piece(i) for i in range(size)],
-        "tokenizer.ggml.scores": mx.array([sp.get_score(i) for i in range(size)]),
-        "tokenizer.ggml.token_type": mx.array([kind(i) for i in range(size)]),
-        "tokenizer.ggml.bos_token_id": mx.array(1), "tokenizer.ggml.eos_token_id": mx.array(2),
-        "tokenizer.ggml.unknown_token_id": mx.array(0), "tokenizer.ggml.add_bos_token": mx.array(True),
-    }  # fmt: skip
-    tokenizer, config = build_tokenizer(metadata)
-    assert config["bos_token"] == "<s>" and config["add_bos_token"] is True
-    for text in TEXTS:
-        assert tokenizer.encode(text).ids == [1] + sp.encode(text), text
-        assert tokenizer.decode(tokenizer.encode(text).ids) == sp.decode(sp.encode(text)), text
-    assert tokenizer.encode("</s>").ids == [1, 2]
-
-
-def byte_level_gguf_vocab(ranks: dict):
-    """Tokens and merges as llama.cpp writes a byte-level BPE vocabulary, from tiktoken ranks.
-
-    Tokens are GPT-2's printable stand-ins for the bytes. tiktoken merges the adjacent pair whose
-    concatenation has the lowest rank, so every split of every token, ranked by the token, is a merge.
-    """
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    others = [b for b in range(256) if b not in printable]
-    char = {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
-
-    def text(token: bytes) -> str:
-        return "".join(char[b] for b in token)
-
-    tokens = [text(token) for token, _ in sorted(ranks.items(), key=lambda item: item[1])]
-    merges = sorted(
-        (rank, ranks[token[:cut]], text(token[:cut]), text(token[cut:]))
-        for token, rank in ranks.items()
-        for cut in range(1, len(token))
-        if token[:cut] in ranks and token[cut:] in ranks
-    )
-    return tokens, [f"{left} {right}" for _, _, left, right in merges]
-
-
-@pytest.mark.slow
-def test_llama3_vocabulary_encodes_like_tiktoken():
-    """A 'gpt2' GGUF vocabulary with pre 'llama-bpe' (LLaMA-3), from llama-models' tiktoken file."""
-    import tiktoken
-
-    from derta_mlx.testing import tokenizers as tiny
-
-    ranks = tiny.read_tiktoken_ranks(tiny.tokenizer_source("llama3"))
-    tokens, merges = byte_level_gguf_vocab(ranks)
-    specials = tiny.llama3_special_tokens()
-    metadata = {
-        "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "llama-bpe",
-        "tokenizer.ggml.tokens": tokens + specials, "tokenizer.ggml.merges": merges,
-        "tokenizer.ggml.token_type": mx.array([1] * len(tokens) + [3] * len(specials)),
-        "tokenizer.ggml.bos_token_id": mx.array(128000), "tokenizer.ggml.eos_token_id": mx.array(128009),
-    }  # fmt: skip
-    tokenizer, config = build_tokenizer(metadata)
-    assert config["add_bos_token"] is True  # llama.cpp's default for LLaMA-3
-
-    reference = tiktoken.Encoding("llama3", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
-                                  special_tokens={t: len(tokens) + i for i, t in enumerate(specials)})  # fmt: skip
-    for text in TEXTS + ["<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"]:
-        assert tokenizer.encode(text).ids == [128000] + reference.encode(text, allowed_special="all"), text
-        assert tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == "<|begin_of_text|>" + text
-
-
-@pytest.mark.slow
-def test_tekken_vocabulary_encodes_like_tiktoken():
-    """A 'gpt2' GGUF vocabulary with pre 'tekken' (Mistral-Nemo), from mistral-common's tekken file."""
-    import base64
-    from importlib import metadata as distribution
-
-    import tiktoken
-
-    path = distribution.distribution("mistral-common").locate_file("mistral_common/data/tekken_240718.json")
-    tekken = json.loads(path.read_text())
-    n_special = tekken["config"]["default_num_special_tokens"]
-    entries = tekken["vocab"][: tekken["config"]["default_vocab_size"] - n_special]
-    ranks = {base64.b64decode(e["token_bytes"]): e["rank"] for e in entries}
-    tokens, merges = byte_level_gguf_vocab(ranks)
-    specials = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"] + [f"<SPECIAL_{i}>" for i in range(5, n_special)]
-    metadata = {
-        "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "tekken",
-        "tokenizer.ggml.tokens": specials + tokens, "tokenizer.ggml.merges": merges,
-        "tokenizer.ggml.token_type": mx.array([3] * n_special + [1] * len(tokens)),
-        "tokenizer.ggml.bos_token_id": mx.array(1), "tokenizer.ggml.eos_token_id": mx.array(2),
-    }  # fmt: skip
-    tokenizer, _ = build_tokenizer(metadata)
-    pattern = tekken["config"]["pattern"]
-    reference = tiktoken.Encoding("tekken", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
-    for text in TEXTS + ["Ünïcödé CamelCaseWords and snake_case/paths"]:
-        assert tokenizer.encode(text).ids == [1] + [n_special + i for i in reference.encode(text)], text
-    assert tokenizer.encode("[INST]Hi[/INST]").ids[:2] == [1, 3] and tokenizer.encode("[INST]Hi[/INST]").ids[-1] == 4
-
-
-# --- the embedded SmolLM2 (slow) -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    from derta_mlx.common.assets import SMOLLM2_GGUF, asset_path
-
-    return convert_gguf(asset_path(SMOLLM2_GGUF), tmp_path_factory.mktemp("gguf") / "smollm2")
-
-
-@pytest.mark.slow
-def test_mlx_lm_loads_it_and_answers_paris(converted):
-    from mlx_lm import generate, load
-
-    config = json.loads((converted / "config.json").read_text())
-    assert config["quantization"]["bits"] == 4 and config["tie_word_embeddings"] is True
-    assert config["quantization"]["model.embed_tokens"]["bits"] == 8  # SmolLM2's token_embd is Q8_0
-    assert (config["num_attention_heads"], config["num_key_value_heads"], config["rope_theta"]) == (9, 3, 100000.0)
-    tokenizer_config = json.loads((converted / "tokenizer_config.json").read_text())
-    assert tokenizer_config["add_bos_token"] is False
-    assert "<|im_start|>assistant" in tokenizer_config["chat_template"]
-    assert json.loads((converted / "special_tokens_map.json").read_text())["eos_token"] == "<|im_end|>"
-    model, tokenizer = load(str(converted))
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True
-    )
-    assert "Paris" in generate(model, tokenizer, prompt, max_tokens=20)
-
-
-@pytest.mark.slow
-def test_tokenizer_matches_the_gguf_vocabulary(converted):
-    from mlx_lm.utils import load_tokenizer
-
-    from derta_mlx.common.assets import SMOLLM2_GGUF, asset_path
-
-    tokenizer = load_tokenizer(converted)
-    _, metadata = mx.load(str(asset_path(SMOLLM2_GGUF)), return_metadata=True)
-    vocab = {token: i for i, token in enumerate(metadata["tokenizer.ggml.tokens"])}
-    assert tokenizer.encode("123") == [vocab["1"], vocab["2"], vocab["3"]]  # digits one by one
-    assert tokenizer.encode(" 22") == [vocab["Ġ"], vocab["2"], vocab["2"]]
-    assert tokenizer.encode("<|im_start|>user") == [1, vocab["user"]]
-    assert tokenizer.encode(" sorry") == [vocab["Ġsorry"]]
-    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (1, 2, 2)
-    for text in TEXTS:
-        assert tokenizer.decode(tokenizer.encode(text)) == text

@@ -368,7 +368,7 @@ def test_a_probe_can_be_cancelled_between_chunks(tiny_dir):
 
 
 def test_models_screen_imports_a_gguf_file(tmp_path, monkeypatch):
-    from test_gguf import tiny_llama
+    from gguf_support import tiny_llama
 
     monkeypatch.setenv("DERTA_MLX_MODELS_DIR", str(tmp_path / "models"))
     gguf = tmp_path / "tiny.gguf"
