@@ -38,3 +38,20 @@ print(in_mlx_thread(lambda: (mx.ones((8, 8)) @ mx.ones((8, 8))).sum().item()))
     assert out.stdout.strip() == "512.0"
     assert log.read_text() == "mlx\n"
     assert "terminate called" not in out.stderr
+
+
+def test_a_call_after_the_thread_stopped_fails_instead_of_waiting_forever():
+    code = """
+import atexit
+def late():  # registered first, so it runs after the MLX thread's own hook has stopped it
+    try:
+        in_mlx_thread(lambda: 1)
+    except RuntimeError as exc:
+        print("refused:", exc)
+atexit.register(late)
+from tui.mlx_thread import in_mlx_thread
+print(in_mlx_thread(lambda: 2))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["2", "refused: the MLX thread has stopped: the process is exiting"]

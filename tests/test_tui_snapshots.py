@@ -44,7 +44,7 @@ def fixed_world(tmp_path, monkeypatch):
 async def steady_cursors(pilot):
     """A focused Input's cursor blinks every 0.5 s; on a loaded machine the snapshot caught it in either phase."""
     for widget in pilot.app.screen.query("Input, TextArea"):
-        widget.cursor_blink = False  # pauses the blink with the cursor hidden
+        widget.cursor_blink = False  # pauses the blink (Textual then shows the cursor steadily)
     await pilot.pause()
 
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 _jobs: "queue.SimpleQueue" = queue.SimpleQueue()
 _start_lock = threading.Lock()
 _thread = None
+_stopped = False
 
 
 def _serve() -> None:
@@ -36,6 +37,9 @@ def _serve() -> None:
 
 def _stop() -> None:
     """Let the job in hand finish, then end the thread (it clears its streams on the way out)."""
+    global _stopped
+    with _start_lock:
+        _stopped = True
     _jobs.put(None)
     _thread.join()
 
@@ -44,6 +48,8 @@ def in_mlx_thread(fn, *args, **kwargs):
     """Run fn on the MLX thread and wait for its result (call this from a worker, not the UI)."""
     global _thread
     with _start_lock:
+        if _stopped:  # a job queued now would wait forever
+            raise RuntimeError("the MLX thread has stopped: the process is exiting")
         if _thread is None:
             _thread = threading.Thread(target=_serve, name="mlx", daemon=True)
             _thread.start()
