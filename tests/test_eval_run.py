@@ -123,7 +123,7 @@ def test_cli_eval_report_labels_resume_and_compare(tiny, suite_file, tmp_path, m
     (out / "labels.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "verdict": "unsafe"}) + "\n" for i in range(7)))
     assert main(args) == 0
     printed = capsys.readouterr()
-    assert "generated" not in printed.err and "match no judged" not in printed.err
+    assert "generated" not in printed.err and "match no" not in printed.err
     relabelled = json.loads((out / "report.json").read_text())
     assert relabelled["suites"][0]["asr"]["final"] == 100.0
     assert relabelled["suites"][0]["decided_by"] == {"labels": 7}
@@ -133,7 +133,10 @@ def test_cli_eval_report_labels_resume_and_compare(tiny, suite_file, tmp_path, m
     with open(out / "labels.jsonl", "a") as f:
         f.write(json.dumps({"id": "q07", "verdict": "safe"}) + "\n")
     assert main(args) == 0
-    assert "labels.jsonl: 1 of 8 label(s) match no judged safety record (e.g. id 'q07')" in capsys.readouterr().err
+    assert "labels.jsonl: 1 of 8 label(s) match no safety record (e.g. id 'q07')" in capsys.readouterr().err
+    # a run on fewer items (--limit) still has the other records: their labels are not reported
+    assert main([*args, "--limit", "2"]) == 0
+    assert "labels.jsonl: 1 of 8 label(s) match no safety record (e.g. id 'q07')" in capsys.readouterr().err
 
     # the same directory with other decoding settings is refused, not mixed
     assert main([*args, "--max-tokens", "7"]) == 2

@@ -75,16 +75,16 @@ def load_labels(args, out_dir):
     return (read_labels(path), str(path)) if path else ({}, None)
 
 
-def note_unmatched_labels(labels, labels_path, judged) -> None:
-    """A label whose id (or suite) matches no judged record changes nothing: say so, once."""
+def note_unmatched_labels(labels, labels_path, records) -> None:
+    """A label whose id (or suite) matches no safety record changes nothing: say so, once."""
     from derta_mlx.eval.labels import unmatched_labels
 
-    unmatched = unmatched_labels(labels, judged)
+    unmatched = unmatched_labels(labels, records)
     if unmatched:
         suite, item_id = unmatched[0]
         example = f"id {item_id!r}" + (f" in suite {suite!r}" if suite is not None else "")
-        notify_stderr(f"{labels_path}: {len(unmatched)} of {len(labels)} label(s) match no judged safety "
-                      f"record (e.g. {example}); check their ids and suites")
+        notify_stderr(f"{labels_path}: {len(unmatched)} of {len(labels)} label(s) match no safety record "
+                      f"(e.g. {example}); check their ids and suites")
 
 
 def check_judges(args, judges) -> None:
@@ -218,9 +218,9 @@ def cmd_run(args) -> int:
     # the suite decides the kind (records from before attack kinds said "safety")
     current = [{**latest[job.key], "kind": bases[job.key]["kind"]} for job in jobs]
     judged = judge_records(current, judges, labels, make_llm(args, judges, out_dir))
-    note_unmatched_labels(labels, labels_path, judged)
     replaced = {record_key(r): r for r in judged}
     kept = [replaced.pop(record_key(r), None) or r for r in latest.values()]
+    note_unmatched_labels(labels, labels_path, kept)  # all of records.jsonl: --limit may judge fewer
     write_text(records_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     generation = accumulate(out_dir, stats, args.batch_size)
     report = summarise(judged, [(s.name, s.kind) for s in suites], judges,

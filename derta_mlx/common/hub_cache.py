@@ -46,13 +46,21 @@ def hub_errors(repo: str, where: str, repo_type: str = "model", missing_file_hin
                         "`hf auth login`)") from None
     except RevisionNotFoundError:
         raise UserError(f"{where}: the repo has no such revision (a branch, tag or commit)") from None
-    except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: first
+    except LocalEntryNotFoundError as exc:  # a subclass of EntryNotFoundError: first
         if offline():
             raise UserError(not_cached_offline(where)) from None
-        raise UserError(f"cannot reach the hub for {where}, and it is not cached; check the network") from None
+        # snapshot_download wraps the hub's answer (a 429, a 503) in this error: keep its first line
+        raise UserError(f"cannot reach the hub for {where}, and it is not cached ({_first_line(exc)}); "
+                        "check the network") from None
     except EntryNotFoundError:
         raise UserError(f"{where}: no such file in the {repo_type} repo{missing_file_hint}") from None
     except HFValidationError as exc:
-        raise UserError(f"{repo!r} is not a hub repo id: {exc}") from None
+        raise UserError(f"{repo!r} is not a hub repo id: {_first_line(exc)}") from None
     except HfHubHTTPError as exc:
-        raise UserError(f"download of {where} failed: {exc}") from None
+        raise UserError(f"download of {where} failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    """The hub's messages go on with the URL, a request id and a help link, each on a line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__

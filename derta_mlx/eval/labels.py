@@ -39,7 +39,7 @@ def label_for(labels: Dict[LabelKey, str], suite: str, item_id: str) -> Optional
 
 
 def unmatched_labels(labels: Dict[LabelKey, str], records: Iterable[dict]) -> List[LabelKey]:
-    """The labels that no judged safety record took: a mistyped id or suite changes no verdict."""
+    """The labels that no safety record takes: a mistyped id or suite changes no verdict."""
     taken = set()
     for record in records:
         if record["kind"] in HELPFUL_KINDS:
