@@ -21,9 +21,7 @@ _stopped = False
 
 
 def _serve() -> None:
-    import mlx.core as mx
-
-    try:
+    with streams_cleared():
         while (job := _jobs.get()) is not None:
             future, fn, args, kwargs = job
             if future.set_running_or_notify_cancel():
@@ -31,8 +29,6 @@ def _serve() -> None:
                     future.set_result(fn(*args, **kwargs))
                 except BaseException as exc:  # the caller re-raises it from result()
                     future.set_exception(exc)
-    finally:
-        mx.clear_streams()
 
 
 def _stop() -> None:
@@ -61,7 +57,7 @@ def in_mlx_thread(fn, *args, **kwargs):
 
 @contextmanager
 def streams_cleared():
-    """For a worker thread that runs MLX itself (a model conversion): clear its streams as it ends."""
+    """For a thread that runs MLX (this one, a model conversion's worker): clear its streams as it ends."""
     try:
         yield
     finally:
