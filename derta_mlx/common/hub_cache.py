@@ -5,6 +5,7 @@ into what the user should do next, in the same words for a model snapshot and a 
 """
 
 from contextlib import contextmanager
+from typing import Optional
 
 from huggingface_hub import constants
 from huggingface_hub.errors import (
@@ -31,10 +32,10 @@ def not_cached_offline(what: str) -> str:
 
 
 @contextmanager
-def hub_errors(repo: str, where: str, repo_type: str = "model", missing_file_hint: str = ""):
-    """Raise UserError, one line saying what to do, for any huggingface_hub error inside the block.
-
-    `where` names what was asked for (the repo, or repo/file at a revision)."""
+def hub_errors(repo: str, revision: Optional[str] = None, filename: Optional[str] = None,
+               repo_type: str = "model", missing_file_hint: str = ""):
+    """Raise UserError, one line saying what to do, for any huggingface_hub error inside the block."""
+    where = repo + (f"/{filename}" if filename else "") + (f" at {revision}" if revision else "")
     page = f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo}"
     try:
         yield

@@ -51,7 +51,7 @@ def download(repo: str, revision: Optional[str] = None) -> Path:
         if found is None:
             raise UserError(not_cached_offline(repo))
         return found
-    with hub_errors(repo, repo + (f" at {revision}" if revision else "")):
+    with hub_errors(repo, revision):
         path = Path(snapshot_download(repo, revision=revision, allow_patterns=ALLOW_PATTERNS))
     if not any(path.glob("*.safetensors")):
         raise UserError(

@@ -15,7 +15,6 @@ from derta_mlx.common.hub_cache import hub_errors, offline
 
 def dataset_file(repo: str, filename: str, revision: Optional[str] = None) -> Path:
     """The local path of one file of a dataset repo: from the cache, else downloaded into it."""
-    where = f"{repo}/{filename}" + (f" at {revision}" if revision else "")
-    with hub_errors(repo, where, "dataset", " (see its Files tab; --file names another)"):
+    with hub_errors(repo, revision, filename, "dataset", " (see its Files tab; --file names another)"):
         return Path(hf_hub_download(repo, filename, repo_type="dataset", revision=revision,
                                     local_files_only=offline()))
