@@ -86,7 +86,7 @@ def measure(name: str) -> dict:
     path = ensure_local(find_model(model_name))
     arch = arch_from_dir(path)
     est = estimate_for_config(arch, cfg, device="cpu")
-    model, _ = load(str(path))
+    model, _ = load(str(path), trust_remote_code=False, tokenizer_config={"trust_remote_code": False})
     model = prepare_model(model, cfg)["model"]
     mx.eval(model.parameters())
     weights = mx.get_active_memory()

@@ -135,7 +135,7 @@ def load_prepared(model: ModelChoice, variant: Variant, cfg):
     from mlx.utils import tree_flatten
     from mlx_lm import load
 
-    net, _ = load(str(model.path))
+    net, _ = load(str(model.path), trust_remote_code=False, tokenizer_config={"trust_remote_code": False})
     if variant.trainer == "derta-mlx":
         from derta_mlx.train.trainer import prepare_model
 

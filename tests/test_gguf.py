@@ -135,19 +135,20 @@ def test_extensionless_file_and_overwrite(tmp_path):
     tiny_llama(blob)
     out = tmp_path / "model"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    (out / "config.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"old")
     with pytest.raises(GGUFError, match="already exists and is not empty.*--overwrite"):
         convert_gguf(blob, out)
-    assert (out / "keep.txt").read_text() == "mine"
-    assert convert_gguf(blob, out, overwrite=True) == out
+    assert (out / "model.safetensors").read_bytes() == b"old"
+    assert convert_gguf(blob, out, overwrite=True) == out  # a model folder: replaced
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
+        ".derta-mlx-model", "config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
         "tokenizer.json", "tokenizer_config.json",
     ]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", blob.name]  # no temporaries left
     # A folder that holds the GGUF itself is never replaced.
     (out / blob.name).write_bytes(blob.read_bytes())
-    with pytest.raises(GGUFError, match="replacing it would delete the GGUF file"):
+    with pytest.raises(GGUFError, match="holds the input .*replacing it would delete the input"):
         convert_gguf(out / blob.name, out, overwrite=True)
 
 
@@ -155,7 +156,8 @@ def test_a_failed_write_keeps_the_old_directory(tmp_path, monkeypatch):
     tiny_llama(tmp_path / "tiny.gguf")
     out = tmp_path / "model"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    (out / "config.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"old")
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
@@ -163,7 +165,7 @@ def test_a_failed_write_keeps_the_old_directory(tmp_path, monkeypatch):
     monkeypatch.setattr(gguf.mx, "save_safetensors", fail)
     with pytest.raises(OSError, match="disk full"):
         convert_gguf(tmp_path / "tiny.gguf", out, overwrite=True)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert (out / "model.safetensors").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "tiny.gguf"]
 
 

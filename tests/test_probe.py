@@ -182,3 +182,24 @@ def test_positions_past_every_answer_are_refused_and_past_some_noted():
     assert notes == ["note: k=20 is past the end of 1 of 2 answer(s); those are probed at their end"]
     with pytest.raises(UserError, match=r"k=99 is past the end of every harmful answer \(the longest is 30 words\)"):
         check_positions([0, 99], [12, 30], "word")
+
+
+def test_cli_without_model_probes_the_runs_base_and_a_foreign_base_is_one_line(trained, tmp_path, tiny_dir):
+    """--adapter-path RUN alone probes the base model the run was trained on (eval and fuse do the same);
+    an adapter put on a model of another shape is one line naming both."""
+    model_dir, run = trained
+    data = write_examples(tmp_path / "probe.jsonl")
+    out = subprocess.run([sys.executable, "-m", "derta_mlx", "probe", "--adapter-path", str(run), "--data", str(data),
+                          "--positions", "0", "--max-tokens", "3", "--json", str(tmp_path / "p.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "p.json").read_text())["model"] == str(model_dir)
+    from derta_mlx.testing.tiny import TinySpec, build_tiny_model
+
+    other = build_tiny_model(TinySpec(family="llama3", hidden_size=32), tmp_path / "narrow")  # other LoRA shapes
+    out = subprocess.run([sys.executable, "-m", "derta_mlx", "probe", "--model", str(other), "--adapter-path", str(run),
+                          "--data", str(data), "--positions", "0", "--max-tokens", "3"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    error = [line for line in out.stderr.splitlines() if line.startswith("derta-mlx: error")]
+    assert len(error) == 1 and str(run) in error[0] and str(other) in error[0]

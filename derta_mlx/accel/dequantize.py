@@ -9,6 +9,9 @@ float32 copy is valid for the 4-bit model. Never on a GPU: the Metal path keeps 
 import mlx.core as mx
 import mlx.nn as nn
 
+from derta_mlx.common.errors import UserError
+from derta_mlx.common.remote_code import check_no_remote_code
+
 SETTINGS = ("auto", "yes", "no")
 
 
@@ -54,9 +57,14 @@ def load_for_inference(path, adapter_path=None, dequantize: str = "auto"):
     from mlx_lm import load
     from mlx_lm.tuner.utils import load_adapters
 
-    model, tokenizer = load(str(path))
+    check_no_remote_code(path)
+    model, tokenizer = load(str(path), trust_remote_code=False, tokenizer_config={"trust_remote_code": False})
     model, dequantised = dequantize_if_wanted(model, dequantize)
     if adapter_path:
-        model = load_adapters(model, str(adapter_path))
+        try:
+            model = load_adapters(model, str(adapter_path))
+        except ValueError as exc:  # mlx-lm's shape or missing-layer errors
+            raise UserError(f"{adapter_path}: the adapter does not fit the model {path} (trained on another base "
+                            f"model?): {str(exc).splitlines()[0][:200]}") from None
     model.eval()
     return model, tokenizer, dequantised

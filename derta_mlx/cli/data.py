@@ -10,6 +10,7 @@ from derta_mlx.cli import data_fetch
 from derta_mlx.cli.arg_types import output_file
 from derta_mlx.cli.flags import add_config_flags, config_from_args
 from derta_mlx.common.progress import notify_stderr
+from derta_mlx.common.safe_paths import check_not_input
 from derta_mlx.data.formats import (
     DertaRow,
     HelpfulRow,
@@ -84,6 +85,8 @@ def cmd_stats(args) -> int:
     from derta_mlx.train.config import TrainConfig
     from derta_mlx.train.job import make_instance_config, resolve_tokenizer
 
+    if args.json:
+        check_not_input(args.json, _input_paths(args.files), "--json")
     rows = read_rows(args.files)
     cfg = TrainConfig(model=args.model)
     _, tokenizer, template, refusal = resolve_tokenizer(cfg, notify_stderr)
@@ -115,6 +118,17 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def _input_paths(files) -> list:
+    """The data files named on the command line, each also without a :RATIO suffix."""
+    paths = []
+    for name in files:
+        paths.append(name)
+        head, _, ratio = str(name).rpartition(":")
+        if head and ratio.replace(".", "", 1).isdigit():
+            paths.append(head)
+    return paths
+
+
 def cmd_build(args) -> int:
     from derta_mlx.common.atomic import write_text
     from derta_mlx.common.progress import Bar
@@ -122,6 +136,7 @@ def cmd_build(args) -> int:
     from derta_mlx.train.job import make_instance_config, resolve_tokenizer
 
     cfg = config_from_args(args).validate()
+    check_not_input(args.out, _input_paths(args.files))
     rows = read_rows(args.files)
     _, tokenizer, template, refusal = resolve_tokenizer(cfg, notify_stderr)
     with Bar("Building instances", len(rows), "rows") as bar:

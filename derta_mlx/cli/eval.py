@@ -24,8 +24,9 @@ from derta_mlx.cli.eval_flags import (
 )
 from derta_mlx.common.errors import UserError
 from derta_mlx.common.progress import notify_stderr
+from derta_mlx.common.safe_paths import check_not_input
 from derta_mlx.eval.suites import KINDS
-from derta_mlx.probe.model import read_adapter_config
+from derta_mlx.probe.model import adapter_base_model, read_adapter_config
 
 DEMO_SUITES = Path(__file__).resolve().parents[1] / "demo" / "suites"
 
@@ -113,20 +114,6 @@ def show_text(records) -> None:
               f"{record['response']!r}")
 
 
-def adapter_model(adapter):
-    """The base model a training run recorded, when it names one we can find (else the default)."""
-    from derta_mlx.models.loading import find_model
-
-    if not adapter:
-        return None
-    spec = read_adapter_config(adapter).get("model")
-    try:
-        find_model(spec)
-    except (UserError, TypeError):
-        return None
-    return spec
-
-
 def accumulate(out_dir: Path, stats, batch_size: int) -> dict:
     """Generation totals of the directory: a resumed or re-judged eval adds to the earlier ones."""
     from derta_mlx.eval.report import REPORT_JSON
@@ -157,7 +144,7 @@ def prepare_run(args):
     suites = read_suites(args.suite or demo_suites())
     if args.limit:
         suites = [Suite(s.name, s.kind, s.path, s.items[: args.limit]) for s in suites]
-    ref = find_model(args.model or adapter_model(args.adapter))
+    ref = find_model(args.model or adapter_base_model(args.adapter))
     out_dir = Path(args.out) if args.out else default_out(args, ref)
     settings = {"model": ref.spec, "adapter": args.adapter,
                 "adapter_sha256": _sha256(Path(args.adapter) / "adapters.safetensors") if args.adapter else None,
@@ -287,6 +274,9 @@ def cmd_compare(args) -> int:
     from derta_mlx.common.atomic import write_text
     from derta_mlx.eval.report import compare, load_report
 
+    if args.out:
+        inputs = [args.run_a, args.run_b]
+        check_not_input(args.out, inputs + [Path(p) / name for p in inputs for name in ("report.json", "report.md")])
     a, b = load_report(args.run_a), load_report(args.run_b)
     if args.judge != "final" and args.judge not in a["judges"] + b["judges"]:
         raise UserError(f"--judge {args.judge}: the reports have judges {sorted(set(a['judges'] + b['judges']))}")

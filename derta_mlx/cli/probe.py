@@ -178,7 +178,7 @@ def cmd_probe(args) -> int:
             return {"id": result.id, "curve": result.curve.tolist(), "positions": cells}
 
         write_json(args.json, {
-            "positions": positions, "unit": args.unit, "refusal_ids": refusal_ids,
+            "model": loaded.spec, "adapter": args.adapter, "positions": positions, "unit": args.unit, "refusal_ids": refusal_ids,
             "summary": {name: [asdict(row) for row in rows] for name, rows in summaries.items()},
             "first_refusal_histogram": histograms,
             "examples": {name: [example_json(r) for r in results] for name, results in variants.items()},

@@ -4,6 +4,8 @@ import json
 import os
 from pathlib import Path
 
+from derta_mlx.common.safe_paths import open_own, refuse_link
+
 
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
@@ -14,7 +16,10 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _replace(tmp: Path, final: Path, write) -> None:
-    """write(tmp), then rename it over final; a failed write (a full disk) leaves no temporary."""
+    """write(tmp), then rename it over final; a failed write (a full disk) leaves no temporary.
+    A symlink at final is refused (not replaced, not followed); one at tmp is removed unfollowed."""
+    refuse_link(final)
+    tmp.unlink(missing_ok=True)
     try:
         write()
         with open(tmp, "rb") as handle:
@@ -29,7 +34,12 @@ def _replace(tmp: Path, final: Path, write) -> None:
 def write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    _replace(tmp, path, lambda: tmp.write_text(text, encoding="utf-8"))
+
+    def write() -> None:
+        with open_own(tmp, "x") as handle:
+            handle.write(text)
+
+    _replace(tmp, path, write)
 
 
 def write_json(path, obj) -> None:

@@ -10,12 +10,14 @@ import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
+from derta_mlx.common.safe_paths import open_own
+
 
 @contextmanager
 def exclusive(lock_file: Path):
     lock_file = Path(lock_file)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a") as handle:
+    with open_own(lock_file, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # blocks until the holder is done
         try:
             yield

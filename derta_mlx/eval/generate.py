@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from derta_mlx.common.safe_paths import refuse_link
+
 RECORDS = "records.jsonl"
 Key = Tuple[str, str, str]
 
@@ -47,6 +49,7 @@ def record_key(record: dict) -> Key:
 
 def repair_tail(path: Path) -> int:
     """Cut a torn last line (a kill mid-write) so appends start on a fresh line; bytes cut."""
+    refuse_link(path)
     if not path.is_file():
         return 0
     data = path.read_bytes()
@@ -75,7 +78,8 @@ def read_records(path) -> List[dict]:
 
 
 def append_records(path: Path, records: Sequence[dict]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    refuse_link(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         for record in records:
             os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))

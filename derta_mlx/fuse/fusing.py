@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.remote_code import check_no_remote_code
 from derta_mlx.models.loading import ensure_local, find_model
 from derta_mlx.probe.model import read_adapter_config
 from derta_mlx.train.claim import run_is_live
@@ -100,7 +101,9 @@ def fuse_model(source: RunSource, dequantize: bool = False, group_size: Optional
     from mlx.utils import tree_unflatten
     from mlx_lm.utils import dequantize_model, load
 
-    model, tokenizer, config = load(str(source.base_path), adapter_path=str(source.run_dir), return_config=True)
+    check_no_remote_code(source.base_path)
+    model, tokenizer, config = load(str(source.base_path), adapter_path=str(source.run_dir), return_config=True,
+                                    trust_remote_code=False, tokenizer_config={"trust_remote_code": False})
     layers = [(name, module) for name, module in model.named_modules() if hasattr(module, "fuse")]
     if not layers:
         raise UserError(f"{source.run_dir}: the adapter put no LoRA or DoRA layer into the model; nothing to fuse")
@@ -151,7 +154,8 @@ def export_gguf(fused_dir: Path, gguf_path: Path) -> None:
     from mlx_lm.gguf import convert_to_gguf
     from mlx_lm.utils import dequantize_model, load
 
-    model, _, config = load(str(fused_dir), return_config=True)
+    model, _, config = load(str(fused_dir), return_config=True, trust_remote_code=False,
+                            tokenizer_config={"trust_remote_code": False})
     model = dequantize_model(model)
     config = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config")}
     weights = dict(tree_flatten(model.parameters()))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from derta_mlx.common.safe_paths import open_own
 from derta_mlx.fuse.job import default_out
 from derta_mlx.fuse.report import format_gate_table
 from derta_mlx.train.launch import launch_dir
@@ -41,7 +42,7 @@ def launch_fuse(run_dir, out=None, dequantize: bool = False) -> FuseLaunch:
     if dequantize:
         args.append("--dequantize")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "w", encoding="utf-8") as handle:
+    with open_own(log, "w") as handle:
         process = subprocess.Popen([sys.executable, "-m", "derta_mlx", "fuse", *args], stdout=handle,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                    start_new_session=True)

@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from derta_mlx.common.errors import UserError
 from derta_mlx.common.locks import exclusive
+from derta_mlx.common.remote_code import check_no_remote_code
 from derta_mlx.models import hub
 from derta_mlx.models.arch import Arch, arch_from_dir
 from derta_mlx.models.catalogue import ModelEntry, load_catalogue, models_dir
@@ -84,12 +85,7 @@ def check_model_dir(path: Path) -> None:
             f"{path}: no model*.safetensors weights{found}; derta-mlx never loads pickles. "
             "Convert with `mlx_lm.convert --hf-path ...` or `derta-mlx models convert --gguf FILE`."
         )
-    if "model_file" in config or "auto_map" in config:
-        raise UserError(f"{config_file}: the model needs custom remote code, which derta-mlx never runs")
-    tokenizer_config = path / "tokenizer_config.json"
-    if tokenizer_config.is_file() and '"auto_map"' in tokenizer_config.read_text(encoding="utf-8", errors="replace"):
-        raise UserError(f"{tokenizer_config}: the tokenizer needs custom remote code (auto_map), which derta-mlx "
-                        "never runs")
+    check_no_remote_code(path)
     for weights in sorted(path.glob("model*.safetensors")):
         check_safetensors(weights)
 
@@ -155,24 +151,26 @@ def ensure_local(ref: ModelRef, notify: Notify = None) -> Path:
 def load_tokenizer(path: Path):
     from mlx_lm.utils import load_tokenizer as _load_tokenizer
 
-    return _load_tokenizer(path)
+    check_no_remote_code(path)
+    return _load_tokenizer(Path(path), tokenizer_config_extra={"trust_remote_code": False})
 
 
 def load(spec: Optional[str], adapter_path: Optional[str] = None, notify: Notify = None):
     """Load (model, tokenizer, ref) through mlx-lm, making the model local first."""
-    from mlx_lm import load as mlx_load
-
     ref = find_model(spec)
     path = ensure_local(ref, notify)
-    model, tokenizer = load_checked(mlx_load, path, adapter_path=adapter_path)
+    model, tokenizer = load_checked(path, adapter_path=adapter_path)
     return model, tokenizer, ref
 
 
-def load_checked(loader, path: Path, **kwargs):
-    """loader(path) (mlx-lm's load and its kin), with what check_model_dir cannot see up front (a
+def load_checked(path: Path, **kwargs):
+    """mlx-lm's load(path) with no remote code, and what check_model_dir cannot see up front (a
     config whose shapes do not match the weights, say) as a UserError naming the directory."""
+    from mlx_lm import load as mlx_load
+
+    check_no_remote_code(path)
     try:
-        return loader(str(path), **kwargs)
+        return mlx_load(str(path), trust_remote_code=False, tokenizer_config={"trust_remote_code": False}, **kwargs)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         raise UserError(f"{path}: mlx-lm cannot load this model: {str(exc).splitlines()[0][:300]}") from None
 

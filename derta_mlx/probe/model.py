@@ -36,7 +36,10 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
                      refusal: Optional[str] = None) -> ProbeModel:
     """The model (dequantised on a CPU, as `derta-mlx probe` does: see accel/dequantize.py) with the adapter."""
     dora = bool(adapter) and read_adapter_config(adapter).get("fine_tune_type") == "dora"
-    ref = find_model(spec)
+    trained_on = adapter_base_model(adapter)
+    ref = find_model(spec or trained_on)
+    if spec and trained_on and notify and not _same_model(spec, trained_on):
+        notify(f"note: {adapter} was trained on {trained_on}; probing it on {spec}")
     model, tokenizer, dequantised = load_for_inference(ensure_local(ref, notify), adapter, dequantize)
     if dequantised and notify:
         notify("computing with the dequantised float32 weights (same values as the 4-bit kernels; --dequantize no)")
@@ -49,6 +52,22 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
     refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule, template.response_lead, opening)
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     return ProbeModel(model, tokenizer, template, refusal, ids, ref.spec, adapter, bool(adapter) and not dora)
+
+
+def _same_model(a: str, b: str) -> bool:
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
+
+def adapter_base_model(adapter) -> Optional[str]:
+    """The base model a training run recorded, when it names one we can find (else None: the default)."""
+    if not adapter:
+        return None
+    spec = read_adapter_config(adapter).get("model")
+    try:
+        find_model(spec)
+    except (UserError, TypeError):
+        return None
+    return spec
 
 
 def read_adapter_config(adapter) -> dict:

@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from derta_mlx.common.atomic import save_safetensors, write_json, write_text
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.safe_paths import refuse_link
 
 KEEP = 2
 FILES = ("adapters.safetensors", "optimizer.safetensors", "state.json")
@@ -43,9 +44,11 @@ class ResumeState:
 def save_checkpoint(run_dir: Path, step: int, micro_batch: int, tokens: int, model, optimizer,
                     window: dict, fingerprint: Optional[dict] = None) -> Path:
     root = run_dir / "checkpoints"
+    refuse_link(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
+    refuse_link(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.safe_paths import open_own
 
 LOCK = ".lock"
 # What a start that failed or was killed before writing config.yaml may leave: such a directory
@@ -60,7 +61,7 @@ def claim_run_dir(path: Path, new: bool, wait_s: float = 2.0) -> RunClaim:
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        handle = open(path / LOCK, "a+", encoding="utf-8")
+        handle = open_own(path / LOCK, "a+")
     except OSError as exc:
         raise UserError(f"{path}: cannot create the run directory: {exc.strerror}") from None
     deadline = time.monotonic() + wait_s

@@ -113,11 +113,9 @@ BIG_DATA_ROWS = 2000
 def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=None):
     """Load the model and build the data for `cfg`; returns (model, tokenizer, Prepared).
     `bar(label, total, unit)` (progress.Bar) shows the building of big data sets."""
-    from mlx_lm import load as mlx_load
-
     ref = find_model(cfg.model)
     model_path = ensure_local(ref, notify)
-    model, tokenizer = load_checked(mlx_load, model_path)
+    model, tokenizer = load_checked(model_path)
     template = get_template(cfg.template or ref.template, tokenizer)
     refusal = resolve_refusal_for(cfg, ref, tokenizer, template)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from derta_mlx.common.atomic import write_text
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.safe_paths import open_own
 from derta_mlx.train.claim import holder_pid, run_is_live
 from derta_mlx.train.config import TrainConfig, dump_config
 from derta_mlx.train.rundir import new_run_dir
@@ -34,7 +35,7 @@ def _spawn(args, run_dir: Path) -> subprocess.Popen:
     side = launch_dir(run_dir)
     side.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(side / "train.log", "a", encoding="utf-8") as log:
+    with open_own(side / "train.log", "a") as log:
         return subprocess.Popen([sys.executable, "-m", "derta_mlx", "train", *args], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)

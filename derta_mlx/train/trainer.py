@@ -26,6 +26,7 @@ from mlx.utils import tree_flatten, tree_map
 from derta_mlx import accel
 from derta_mlx.common.atomic import save_safetensors, write_json
 from derta_mlx.common.errors import UserError
+from derta_mlx.common.safe_paths import open_own
 from derta_mlx.data.batches import BatchOrder, pad_batch
 from derta_mlx.data.instances import Instance
 from derta_mlx.train.checkpoint import ResumeState, restore, save_checkpoint
@@ -191,7 +192,7 @@ def train(
     window_start = time.perf_counter()
     mx.reset_peak_memory()
     stopped = False
-    with open(run_dir / "metrics.jsonl" if world.main else os.devnull, "a", encoding="utf-8") as log:
+    with open_own(run_dir / "metrics.jsonl") if world.main else open(os.devnull, "a") as log:
 
         def write(row: dict) -> None:
             log.write(json.dumps(row) + "\n")

@@ -25,6 +25,8 @@ from typing import Optional, Union
 import mlx.core as mx
 import numpy as np
 
+from derta_mlx.common.errors import UserError
+from derta_mlx.common.safe_paths import MARKER, check_replaceable_dir
 from derta_mlx.models.gguf.header import (
     GGUFError,
     GGUFHeader,
@@ -144,8 +146,10 @@ def _check_out_dir(out_dir: Path, overwrite: bool, gguf_path: Path) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
             raise GGUFError(f"{out_dir} already exists and is not empty (use --overwrite to replace it)")
-        if gguf_path.resolve().is_relative_to(out_dir.resolve()):
-            raise GGUFError(f"{out_dir} holds {gguf_path.name}; replacing it would delete the GGUF file")
+        try:
+            check_replaceable_dir(out_dir, [gguf_path])
+        except UserError as exc:
+            raise GGUFError(str(exc)) from None
 
 
 def _heads(metadata: dict, path: Path) -> tuple:
@@ -308,6 +312,7 @@ def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], *, over
         tokenizer.save(str(tmp / "tokenizer.json"))
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
         (tmp / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
+        (tmp / MARKER).write_text(f"written by derta-mlx models convert from {path.name}\n")
         _check_out_dir(target, overwrite, path)  # again: something may have appeared meanwhile
         if target.exists():
             os.replace(target, old)  # moved aside, not deleted, until the new one is in place
