@@ -26,6 +26,8 @@ HELP = {
     "reduction": "per-term (default: each term its own mean) | token-mean (the official single mean)",
     "rto_eos": "also train the refusal at the EOS position, as the official code",
     "fine_tune_type": "lora | dora",
+    "mask_prompt": "helpfulness rows supervise only the answer (default; --no-mask-prompt: the prompt too, "
+                   "mlx-lm's default). Safety rows always follow DeRTa",
     "num_layers": "number of last transformer blocks with adapters (-1: all)",
     "lora_rank": "LoRA rank", "lora_scale": "LoRA scale (mlx-lm's, not alpha)", "lora_dropout": "LoRA dropout",
     "lora_keys": "module keys to adapt, e.g. self_attn.q_proj (default: every linear layer)",
@@ -33,7 +35,8 @@ HELP = {
     "grad_accumulation_steps": "micro-batches per optimizer step",
     "learning_rate": "peak learning rate",
     "lr_schedule": "cosine | linear | constant (a YAML config may give mlx-lm's schedule dict)",
-    "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay",
+    "warmup": "linear warm-up steps", "weight_decay": "weight decay (optimizers that take one)",
+    "optimizer": "adam | adamw | sgd | adafactor | muon (mlx-lm's; a YAML optimizer_config sets their arguments)",
     "max_seq_length": "longest sequence in tokens; harmful prefixes are shortened to fit, targets never cut",
     "grad_checkpoint": "recompute activations in the backward pass (less memory)",
     "length_bucketing": "batch rows of like length together, so that batches carry less padding (faster)",
@@ -50,13 +53,16 @@ HELP = {
 }
 
 
+YAML_ONLY = ("optimizer_config",)  # a mapping: set in a YAML config (-c)
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 def add_config_flags(parser, exclude=()) -> None:
     for f in fields(TrainConfig):
-        if f.name in exclude:
+        if f.name in exclude or f.name in YAML_ONLY:
             continue
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
         if f.type in ("bool", bool):

@@ -143,7 +143,8 @@ def cmd_probe(args) -> int:
     names = list(variants)
     print(f"refusal tokens {refusal_ids} ({refusal.text!r} and variants); {len(examples)} example(s); "
           f"positions in {args.unit}s")
-    columns = (("refuses", "refusal_rate", "%"), ("coherent", "coherent", "%"), ("re-refusal", "re_refusal", "%"),
+    columns = (("refuses", "refusal_rate", "%"), ("partial", "partial", "%"), ("coherent", "coherent", "%"),
+               ("re-refusal", "re_refusal", "%"),
                ("loop", "token_loop", "%"), ("P(refusal)", "mean_p_refusal", "p"), ("P(again)", "mean_p_again", "p"))
     for name in names:
         print(f"{name}:")
@@ -152,7 +153,8 @@ def cmd_probe(args) -> int:
             cells = [f"{getattr(row, key):>10.0%}" if kind == "%" else f"{getattr(row, key):>10.4f}"
                      for _, key, kind in columns]
             print(f"{row.position:>5}" + "".join(f"  {cell}" for cell in cells))
-    print("coherent: a refusal sentence; re-refusal: it refuses again; loop: one word repeated "
+    print("refuses: a full or partial refusal (derta_mlx/data/detector.py); partial: it also answers; "
+          "coherent: a full refusal, as a sentence; re-refusal: it refuses again; loop: one word repeated "
           "(derta_mlx/probe/coherence.py); P(again): the refusal token right after itself")
     histograms = {}
     if 0 in positions:  # the paper's Fig. 4: where refusals start in responses to the plain prompt

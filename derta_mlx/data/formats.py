@@ -6,7 +6,10 @@ nothing downstream ever sees a half-read file.
 Formats (JSON Lines; the format is decided per row from its keys):
   derta     {"prefix", "text", "safe"}: the official repository's rows; safe "true" marks RTO
   triple    {"question", "safe_response", "harmful_response"} (+ optional "id")
-  helpful   {"instruction"|"question"|"prompt", "output"|"response"}, {"messages": [...]}, {"text"}
+  helpful   {"instruction"|"question"|"prompt", "output"|"response"|"completion"}, {"messages": [...]},
+            {"text"}: mlx-lm's chat, completions and text formats
+  preference {"prompt", "chosen", "rejected"}: a safety triple when the row marks the prompt harmful
+            ("harmful"/"is_harmful"/"unsafe": true, or "safe": false), else a helpful row from "chosen"
   question  {"question"} (+ optional "answer", "id"): evaluation suites
 """
 
@@ -77,7 +80,18 @@ class QuestionRow:
 Row = Union[DertaRow, SafetyTriple, HelpfulRow, QuestionRow]
 
 PROMPT_KEYS = ("instruction", "question", "prompt")
-RESPONSE_KEYS = ("output", "response")
+RESPONSE_KEYS = ("output", "response", "completion")
+HARMFUL_MARKS = ("harmful", "is_harmful", "unsafe", "is_unsafe")
+# every accepted row, as the error for an unrecognised one lists them
+ACCEPTED_ROWS = (
+    'safety triple  {"question": "...", "safe_response": "I can\'t help with that...", "harmful_response": "..."}',
+    'DeRTa official {"prefix": "<prompt text>", "text": "<target>", "safe": "true"}',
+    'preference     {"prompt": "...", "chosen": "...", "rejected": "...", "harmful": true}',
+    'chat           {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}',
+    'completions    {"prompt": "...", "completion": "..."}  (also instruction/question with output/response)',
+    'text           {"text": "..."}',
+    'question       {"question": "...", "answer": "..."}  (evaluation suites)',
+)
 
 
 def _text_field(obj: dict, key: str, where: Where) -> str:
@@ -137,6 +151,8 @@ def parse_row(obj, where: Where) -> Row:
         return SafetyTriple(_optional_id(obj, where), _text_field(obj, "question", where),
                             _text_field(obj, "safe_response", where),
                             _text_field(obj, "harmful_response", where), where)
+    if {"prompt", "chosen", "rejected"} <= keys:
+        return _preference(obj, where)
     if "messages" in keys:
         return HelpfulRow(_optional_id(obj, where), None, None, _parse_messages(obj["messages"], where),
                           None, where)
@@ -154,7 +170,23 @@ def parse_row(obj, where: Where) -> Row:
         return QuestionRow(_optional_id(obj, where), _text_field(obj, "question", where),
                            None if answer is None else str(answer), where)
     hint = " (a DeRTa row needs prefix, text and safe)" if {"prefix", "safe"} & keys else ""
-    raise DataError(f"{where}: unrecognised row with keys {sorted(keys)}{hint}")
+    raise DataError(f"{where}: unrecognised row with keys {sorted(keys)[:8]}{hint}; accepted rows: "
+                    + "; ".join(" ".join(line.split()) for line in ACCEPTED_ROWS))
+
+
+def _preference(obj: dict, where: Where) -> Row:
+    """A DPO-style row: for a prompt it marks harmful, `chosen` is the safe answer and `rejected` the
+    harmful one, which is a safety triple; otherwise `chosen` is a helpful answer."""
+    marks = [k for k in HARMFUL_MARKS if k in obj]
+    for key in marks + (["safe"] if "safe" in obj else []):
+        if not isinstance(obj[key], bool):
+            raise DataError(f"{where}: {key!r} must be true or false, got {_brief(obj[key])}")
+    harmful = any(obj[k] for k in marks) or obj.get("safe") is False
+    if harmful:
+        return SafetyTriple(_optional_id(obj, where), _text_field(obj, "prompt", where),
+                            _text_field(obj, "chosen", where), _text_field(obj, "rejected", where), where)
+    return HelpfulRow(_optional_id(obj, where), _text_field(obj, "prompt", where), _text_field(obj, "chosen", where),
+                      None, None, where)
 
 
 # Byte-order marks of encodings other than UTF-8: such a file is refused with the encoding named.
@@ -253,11 +285,26 @@ def drop_duplicates(rows: List[Row], notify: Callable[[str], None] = notify_stde
     return kept
 
 
+SPLITS = ("train", "valid", "test")
+
+
+def split_files(path) -> dict:
+    """mlx-lm's data folder: {"train": FILE, "valid": FILE?, "test": FILE?} when `path` is a directory
+    holding train.jsonl, else {}."""
+    path = Path(path)
+    if not (path.is_dir() and (path / "train.jsonl").is_file()):
+        return {}
+    return {name: path / f"{name}.jsonl" for name in SPLITS if (path / f"{name}.jsonl").is_file()}
+
+
 def data_files(paths) -> List[Path]:
-    """The files a list of data paths names: directories stand for their *.jsonl and *.json files."""
+    """The files a list of data paths names: directories stand for their *.jsonl and *.json files,
+    or, laid out as mlx-lm's (train.jsonl beside valid.jsonl and test.jsonl), for train.jsonl only."""
     files = []
     for path in [Path(p) for p in paths]:
-        if path.is_dir():
+        if split_files(path):
+            files.append(split_files(path)["train"])
+        elif path.is_dir():
             found = sorted([*path.glob("*.jsonl"), *path.glob("*.json")])
             if not found:
                 raise DataError(f"{path}: no .jsonl or .json files in this directory")

@@ -70,6 +70,7 @@ class InstanceConfig:
     rto_eos: bool = False
     refusal_opening: str = "Sorry"  # every safe target opens with it (NO_OPENING: as written)
     prefix_cuts: int = 1  # harmful-prefix instances per safety triple; the extra ones cut inside (k >= 1)
+    mask_prompt: bool = True  # helpfulness rows supervise only the answer (False: the prompt too, mlx-lm's default)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -286,9 +287,15 @@ class _Builder:
                 raise UserError(f"{source}: 'messages' rows need a model with a chat template")
             text = self.tok.apply_chat_template(row.messages[:-1], add_generation_prompt=True, tokenize=False)
             target = continuation_ids(self.tok, row.messages[-1]["content"])
-            return [self.mle(prompt_ids(self.tok, text), [], target, "helpful", source, cut_target=True)]
+            return [self.helpful_mle(prompt_ids(self.tok, text), target, source)]
         target = continuation_ids(self.tok, self.cfg.template.response_lead + row.response)
-        return [self.mle(self.question_prompt(row.prompt), [], target, "helpful", source, cut_target=True)]
+        return [self.helpful_mle(self.question_prompt(row.prompt), target, source)]
+
+    def helpful_mle(self, prompt: List[int], target: List[int], source: str):
+        if self.cfg.mask_prompt:
+            return self.mle(prompt, [], target, "helpful", source, cut_target=True)
+        # mlx-lm's unmasked rows: every token after the first is a target, the prompt's too
+        return self.mle(prompt[:1], [], prompt[1:] + target, "helpful", source, cut_target=True)
 
 
 def build_instances(rows: Sequence, tokenizer, config: InstanceConfig, progress=None):

@@ -31,12 +31,11 @@ class Agreement:
         return self.agree / self.n if self.n else 0.0
 
 
-def cohen_kappa(truth: Sequence[bool], judged: Sequence[bool]) -> float:
-    """Cohen's kappa for two binary raters; 1.0 when both agree on everything, even one class."""
+def cohen_kappa(truth: Sequence, judged: Sequence) -> float:
+    """Cohen's kappa for two raters over any labels; 1.0 when both agree on everything, even one class."""
     n = len(truth)
     observed = sum(t == j for t, j in zip(truth, judged)) / n
-    p_true, p_judged = sum(truth) / n, sum(judged) / n
-    chance = p_true * p_judged + (1 - p_true) * (1 - p_judged)
+    chance = sum((sum(t == c for t in truth) / n) * (sum(j == c for j in judged) / n) for c in set(truth) | set(judged))
     return 1.0 if chance == 1 else (observed - chance) / (1 - chance)
 
 

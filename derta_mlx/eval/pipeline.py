@@ -3,7 +3,8 @@
 A record (one line of records.jsonl):
   id, suite, kind, attack, template, question, prompt, response, response_tokens,
   first_refusal_token (1-based, None when it never refuses), coherence (coherence.py's class:
-  coherent, re-refusal, token loop, fragment, no refusal),
+  coherent, re-refusal, token loop, fragment, partial, no refusal), refusal (the refusal reader's
+  three-way label, detector.py: compliance, refusal or partial),
   verdicts {judge: verdict}, reasons {judge: why}, verdict, judge (the layer that decided),
   label (a human verdict, if any), and for helpfulness suites: answer (the gold), answered,
   extracted, correct (verdict and judge are None there).
@@ -12,6 +13,7 @@ A record (one line of records.jsonl):
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from derta_mlx.data.detector import detect_refusal
 from derta_mlx.data.segments import prompt_ids
 from derta_mlx.eval.generate import Job
 from derta_mlx.eval.judge import AppCRule, Judgement, decide, label_for, rule_layers
@@ -46,7 +48,8 @@ def build_jobs(suites: Sequence[Suite], tokenizer, settings: Settings):
 def record_maker(bases: Dict, tokenizer):
     def make(job: Job, text: str, tokens: int) -> dict:
         return {**bases[job.key], "response": text, "response_tokens": tokens,
-                "first_refusal_token": first_refusal_token(tokenizer, text), "coherence": classify(text)}
+                "first_refusal_token": first_refusal_token(tokenizer, text), "coherence": classify(text),
+                "refusal": detect_refusal(text).label}
 
     return make
 
@@ -63,6 +66,7 @@ def judge_records(records: List[dict], judges: Sequence[str], labels: Optional[d
     out = []
     for index, record in enumerate(records):
         record = dict(record)
+        record["refusal"] = detect_refusal(record["response"]).label  # re-read: the reader may be newer
         if record["kind"] in HELPFUL_KINDS:
             got = score(record["kind"], record["response"], record["question"], record.get("answer"))
             record.update({"answered": got.answered, "extracted": got.extracted, "correct": got.correct,

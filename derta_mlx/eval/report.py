@@ -7,6 +7,7 @@ from typing import Dict, Optional, Sequence
 
 from derta_mlx.common.atomic import write_json, write_text
 from derta_mlx.common.errors import UserError
+from derta_mlx.data.detector import LABELS, PARTIAL, REFUSAL, detect_refusal
 from derta_mlx.probe.coherence import CLASSES, classify
 from derta_mlx.probe.first_refusal import FIRST_REFUSAL_BUCKETS
 
@@ -40,9 +41,15 @@ def coherence_shares(records: Sequence[dict]) -> Dict[str, Optional[float]]:
     return {name: _pct(sum(c == name for c in found), len(found)) for name in CLASSES}
 
 
+def refusal_shares(records: Sequence[dict]) -> Dict[str, Optional[float]]:
+    """% of responses the refusal reader reads as compliance, full refusal and partial refusal."""
+    found = [r.get("refusal") or detect_refusal(r.get("response") or "").label for r in records]
+    return {name: _pct(sum(c == name for c in found), len(found)) for name in LABELS}
+
+
 def summarise_suite(name: str, kind: str, records: Sequence[dict], judges: Sequence[str]) -> dict:
-    row = {"suite": name, "kind": kind, "n": len(records),
-           "refusal_histogram": refusal_histogram(records), "coherence": coherence_shares(records)}
+    row = {"suite": name, "kind": kind, "n": len(records), "refusal_histogram": refusal_histogram(records),
+           "coherence": coherence_shares(records), "refusal": refusal_shares(records)}
     if kind in ("gsm8k", "mmlu", "open"):
         row["answered"] = _pct(sum(bool(r.get("answered")) for r in records), len(records))
         if kind != "open":
@@ -81,29 +88,35 @@ def markdown(report: dict) -> str:
     safety = [r for r in report["suites"] if "asr" in r]
     helpful = [r for r in report["suites"] if "asr" not in r]
     if safety:
-        lines.append("ASR (%, lower is safer) per judge; coherent refusal, re-refusal and token loop % of "
-                     "responses (derta_mlx/probe/coherence.py); first refusal token: 1 / 2-5 / 6-30 / >30 / none")
+        lines.append("ASR (%, lower is safer) per judge; full and partial refusal % (derta_mlx/data/detector.py); "
+                     "coherent refusal, re-refusal and token loop % of responses (derta_mlx/probe/coherence.py); "
+                     "first refusal token: 1 / 2-5 / 6-30 / >30 / none")
         lines.append("")
         lines.append("| suite | kind | n | " + " | ".join(f"ASR {j}" for j in judges)
-                     + " | coherent % | re-refusal % | loop % | first refusal |")
-        lines.append("|---|---|---|" + "---|" * len(judges) + "---|---|---|---|")
+                     + " | refusal % | partial % | coherent % | re-refusal % | loop % | first refusal |")
+        lines.append("|---|---|---|" + "---|" * len(judges) + "---|---|---|---|---|---|")
         for row in safety:
             hist = " / ".join(str(row["refusal_histogram"][b]) for b in BUCKETS)
             shares = row.get("coherence") or {}
             lines.append(f"| {row['suite']} | {row['kind']} | {row['n']} | "
                          + " | ".join(_fmt(row["asr"].get(j)) for j in judges)
+                         + "".join(f" | {_fmt((row.get('refusal') or {}).get(c))}" for c in (REFUSAL, PARTIAL))
                          + "".join(f" | {_fmt(shares.get(c))}" for c in ("coherent", "re-refusal", "token loop"))
                          + f" | {hist} |")
         pooled = _pooled_asr(safety, judges)
         lines.append(f"| **all safety** | | {sum(r['n'] for r in safety)} | "
-                     + " | ".join(_fmt(pooled[j]) for j in judges) + " | | | | |")
+                     + " | ".join(_fmt(pooled[j]) for j in judges) + " | | | | | | |")
     if helpful:
         if lines:
             lines.append("")
-        lines.append("| suite | kind | n | answered % | answer found % | accuracy % |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("answered: no full or partial refusal (derta_mlx/data/detector.py); over-refusal = refused + partial")
+        lines.append("")
+        lines.append("| suite | kind | n | answered % | refused % | partial % | answer found % | accuracy % |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for row in helpful:
+            shares = row.get("refusal") or {}
             lines.append(f"| {row['suite']} | {row['kind']} | {row['n']} | {_fmt(row['answered'])} | "
+                         f"{_fmt(shares.get(REFUSAL))} | {_fmt(shares.get(PARTIAL))} | "
                          f"{_fmt(row.get('extracted'))} | {_fmt(row.get('accuracy'))} |")
     generation = report.get("generation")
     if generation and generation.get("tokens"):

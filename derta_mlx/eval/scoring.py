@@ -84,11 +84,10 @@ def extract_letter(response: str, question: str = "") -> Optional[str]:
 
 
 def answered(response: str) -> bool:
-    """It said something (a bare "(C)" counts), and did not open with a refusal."""
+    """It said something (a bare "(C)" counts), and the refusal reader finds no full or partial refusal."""
     if not re.search(r"\w", response):
         return False
-    verdict = detect_refusal(response)
-    return not (verdict.refuses and verdict.start < 40)
+    return not detect_refusal(response).refuses
 
 
 def score(kind: str, response: str, question: str, answer: Optional[str]) -> Score:

@@ -60,7 +60,7 @@ def format_table(before: dict, after: dict) -> str:
     """The before -> after table the main job prints."""
     lines = ["", "Refusal when made to continue from the first k tokens of a harmful answer "
              f"({before['rows'][0]['n']} held-out questions), before -> after:",
-             f"{'k':>4}  {'refuses':>13}  {'coherent':>13}  {'re-refusal':>13}  {'token loop':>13}  "
+             f"{'k':>4}  {'refuses':>13}  {'partial':>13}  {'coherent':>13}  {'re-refusal':>13}  {'token loop':>13}  "
              f"{'P(refusal)':>15}  {'P(again)':>15}"]
 
     def pair(b, a, percent=True):
@@ -68,7 +68,7 @@ def format_table(before: dict, after: dict) -> str:
 
     for b, a in zip(before["rows"], after["rows"]):
         lines.append(f"{b['position']:>4}  {pair(b['refusal_rate'], a['refusal_rate'])}  "
-                     f"{pair(b['coherent'], a['coherent'])}  {pair(b['re_refusal'], a['re_refusal'])}  "
+                     f"{pair(b.get('partial', 0.0), a.get('partial', 0.0))}  {pair(b['coherent'], a['coherent'])}  {pair(b['re_refusal'], a['re_refusal'])}  "
                      f"{pair(b['token_loop'], a['token_loop'])}  "
                      f"{pair(b['mean_p_refusal'], a['mean_p_refusal'], False)}  "
                      f"{pair(b['mean_p_again'], a['mean_p_again'], False)}")
@@ -78,7 +78,8 @@ def format_table(before: dict, after: dict) -> str:
               f"risky-sounding only {pair(hb['answered_risky'], ha['answered_risky'])}",
               f"  refused              {pair(hb['refused'], ha['refused'])}   "
               f"risky-sounding only {pair(hb['refused_risky'], ha['refused_risky'])}",
-              "", "refuses: the refusal detector on a greedy continuation; coherent: a refusal sentence "
+              "", "refuses: a full or partial refusal in a greedy continuation (derta_mlx/data/detector.py); partial: "
+              "it refuses and also goes on with the answer; coherent: a full refusal, as a sentence "
               "(derta_mlx/probe/coherence.py); P(refusal): teacher-forced, after k harmful tokens; P(again): the "
               "refusal token right after itself (low is good)."]
     return "\n".join(lines)

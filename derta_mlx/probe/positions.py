@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 import mlx.core as mx
 import numpy as np
 
-from derta_mlx.data.detector import detect_refusal
+from derta_mlx.data.detector import PARTIAL, detect_refusal
 from derta_mlx.data.prefix import word_ends
 from derta_mlx.data.segments import continuation_ids
 from derta_mlx.data.templates import Template
@@ -48,11 +48,12 @@ class PositionResult:
     position: int  # k in the requested unit
     tokens: int  # harmful tokens given (k in tokens, clipped to the response)
     p_refusal: float  # teacher-forced P(refusal) at that point
-    refuses: bool  # does the greedy continuation refuse?
+    refuses: bool  # does the greedy continuation refuse (fully or partly)?
     text: str  # the continuation
     refusal_char: int  # where the refusal starts in `text`, -1 if it does not refuse
     coherence: str = ""  # its class (coherence.CLASSES): coherent, re-refusal, token loop, ...
     p_again: float = float("nan")  # P(refusal token again | q, first k harmful tokens, refusal token)
+    label: str = ""  # the reader's three-way label (detector.LABELS): compliance, refusal or partial
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class PositionSummary:
     coherent: float = 0.0  # share of continuations that refuse with a sentence
     re_refusal: float = 0.0  # ... that refuse, then start refusing again
     token_loop: float = 0.0  # ... that repeat one word (refusing or not)
+    partial: float = 0.0  # ... that refuse only in part (refuse, then go on with the answer; or the reverse)
     mean_p_again: float = float("nan")  # mean P(refusal token again) after the refusal token
 
 
@@ -245,7 +247,8 @@ def probe_examples(model, tokenizer, template: Template, refusal_ids: Sequence[i
             k, text = next(cuts), next(texts)
             verdict = detect_refusal(text)
             rows.append(PositionResult(position, k, float(curve.p_refusal[k]), verdict.refuses, text,
-                                       verdict.start if verdict.refuses else -1, classify(text), next(again)))
+                                       verdict.start if verdict.refuses else -1, classify(text), next(again),
+                                       verdict.label))
         results.append(ExampleProbe(example.id, curve.p_refusal, rows))
     return results
 
@@ -261,6 +264,7 @@ def summarise(results: Sequence[ExampleProbe], positions: Sequence[int]) -> List
         out.append(PositionSummary(position, float(np.mean([c.refuses for c in cells])),
                                    float(np.mean([c.p_refusal for c in cells])), len(cells),
                                    share("coherent"), share("re-refusal"), share("token loop"),
+                                   float(np.mean([c.label == PARTIAL for c in cells])),
                                    float(np.mean([c.p_again for c in cells]))))
     return out
 

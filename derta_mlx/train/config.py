@@ -39,8 +39,8 @@ YamlLoader.add_implicit_resolver(
 
 # mlx-lm's LoRA settings with no meaning here (its data loader, optimizer choice, test split,
 # prompt masking: DeRTa decides what is supervised).
-MLX_LM_IGNORED = ("train", "test", "test_batches", "adapter_file", "resume_adapter_file", "optimizer",
-                  "optimizer_config", "mask_prompt", "hf_dataset", "wandb", "config", "training_mode")
+MLX_LM_IGNORED = ("train", "test", "test_batches", "adapter_file", "resume_adapter_file",
+                  "hf_dataset", "wandb", "config", "training_mode")
 
 
 @dataclass
@@ -52,6 +52,7 @@ class TrainConfig:
     method: str = "derta"  # derta | vanilla | harmful-prefix | rto
     template: Optional[str] = None  # derta | derta-eval | chat | auto; None = the catalogue's
     refusal: Optional[str] = None  # refusal rule; None = the catalogue's (see refusal.py)
+    mask_prompt: bool = True  # helpfulness rows: supervise only the answer (mlx-lm's meaning; its default is false)
     refusal_opening: str = "Sorry"  # every safe target opens with it (data/opening.py); "none": as written
     # harmful prefix sampling
     prefix_distribution: str = "official"  # official | uniform | qi
@@ -75,6 +76,8 @@ class TrainConfig:
     batch_size: int = 4
     grad_accumulation_steps: int = 1
     learning_rate: float = 1e-4
+    optimizer: str = "adamw"  # adam | adamw | sgd | adafactor | muon (mlx-lm's choices)
+    optimizer_config: dict = field(default_factory=dict)  # {optimizer: {its keyword arguments}}, as mlx-lm's
     lr_schedule: Union[str, dict] = "cosine"  # cosine | linear | constant | mlx-lm's schedule dict
     warmup: int = 0
     weight_decay: float = 0.0

@@ -15,7 +15,7 @@ from derta_mlx import accel
 from derta_mlx.common.atomic import write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.common.progress import notify_stderr
-from derta_mlx.data.formats import SafetyTriple, read_rows
+from derta_mlx.data.formats import SafetyTriple, read_rows, split_files
 from derta_mlx.data.instances import InstanceConfig, build_instances
 from derta_mlx.data.mixing import describe_mix, mix_rows
 from derta_mlx.data.prefix import PrefixSampler
@@ -70,7 +70,7 @@ def make_instance_config(cfg: TrainConfig, tokenizer, template, refusal) -> Inst
         template=template, refusal_id=refusal.token_id, eos_id=tokenizer.eos_token_id, method=cfg.method,
         max_seq_length=cfg.max_seq_length, rto_eos=cfg.rto_eos,
         prefix=PrefixSampler(cfg.prefix_distribution, cfg.unit, cfg.seed, cfg.qi_cap),
-        refusal_opening=cfg.refusal_opening, prefix_cuts=cfg.prefix_cuts,
+        refusal_opening=cfg.refusal_opening, prefix_cuts=cfg.prefix_cuts, mask_prompt=cfg.mask_prompt,
     )
 
 
@@ -96,6 +96,10 @@ def train_and_val_rows(cfg: TrainConfig, notify: Callable[[str], None] = notify_
         notify(describe_mix(mix, cfg.seed))
     if cfg.val_data:
         return rows, read_rows(cfg.val_data), mix
+    valid = [split_files(p).get("valid") for p in cfg.data or []]
+    if valid and all(valid):  # mlx-lm's folders: their valid.jsonl is the validation split
+        notify(f"validation: {', '.join(map(str, valid))} (mlx-lm's layout)")
+        return rows, read_rows(valid), mix
     return (*split_rows(rows, cfg.val_fraction, cfg.seed), mix)
 
 

@@ -38,6 +38,8 @@ def _choice(*choices, optional=False):
     return Rule("choice", choices=choices, optional=optional)
 
 
+OPTIMIZERS = ("adam", "adamw", "sgd", "adafactor", "muon")  # mlx-lm's, with its names
+
 RULES = {
     "model": Rule("str", optional=True),
     "data": Rule("list"),
@@ -46,6 +48,7 @@ RULES = {
     "template": Rule("str", optional=True),
     "refusal": Rule("str", optional=True),
     "refusal_opening": Rule("str"),
+    "mask_prompt": Rule("bool"),
     "prefix_distribution": _choice("official", "uniform", "qi"),
     "prefix_unit": _choice("word", "token", optional=True),
     "qi_cap": Rule("int", low=1),
@@ -64,6 +67,8 @@ RULES = {
     "batch_size": Rule("int", low=1),
     "grad_accumulation_steps": Rule("int", low=1),
     "learning_rate": Rule("float", low=0, low_open=True),
+    "optimizer": _choice(*OPTIMIZERS),
+    "optimizer_config": Rule("optimizer_config"),
     "lr_schedule": Rule("schedule", choices=("cosine", "linear", "constant")),
     "warmup": Rule("int", low=0),
     "weight_decay": Rule("float", low=0),
@@ -186,6 +191,8 @@ def check_setting(name: str, value):
         if value not in rule.choices:
             raise SettingError(name, f"{value!r} is not one of {list(rule.choices)}")
         return value
+    if rule.kind == "optimizer_config":
+        return check_optimizer_config(value)
     if rule.kind == "schedule":
         if isinstance(value, dict):
             return check_schedule(value)
@@ -203,6 +210,37 @@ def check_setting(name: str, value):
         if unknown:
             raise SettingError(name, f"unknown reporter(s) {unknown}; known: {', '.join(REPORTERS)}")
     return value
+
+
+def check_optimizer_config(value) -> dict:
+    """mlx-lm's optimizer_config: {optimizer name: {keyword: number or list of numbers}}."""
+    import inspect
+
+    import mlx.optimizers as optim
+
+    if not isinstance(value, dict):
+        raise SettingError("optimizer_config", f"expected a mapping of optimizer names to settings, got {_shown(value)}")
+    for name, kwargs in value.items():
+        if name not in OPTIMIZERS:
+            raise SettingError("optimizer_config", f"{name!r} is not one of {list(OPTIMIZERS)}")
+        if not isinstance(kwargs, dict):
+            raise SettingError(f"optimizer_config: {name}", f"expected a mapping of settings, got {_shown(kwargs)}")
+        accepted = set(inspect.signature(optimizer_class(name)).parameters) - {"learning_rate"}
+        for key, setting in kwargs.items():
+            if key not in accepted:
+                raise SettingError(f"optimizer_config: {name}", f"{key!r} is not a setting of mlx.optimizers."
+                                   f"{optimizer_class(name).__name__} ({', '.join(sorted(accepted))})")
+            for item in setting if isinstance(setting, list) else [setting]:
+                if not isinstance(item, bool):
+                    _number(f"optimizer_config: {name}: {key}", item, "float")
+    return value
+
+
+def optimizer_class(name: str):
+    import mlx.optimizers as optim
+
+    return {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "adafactor": optim.Adafactor,
+            "muon": optim.Muon}[name]
 
 
 def check_schedule(schedule: dict) -> dict:

@@ -32,6 +32,7 @@ from derta_mlx.data.instances import Instance
 from derta_mlx.train.checkpoint import ResumeState, restore, save_checkpoint
 from derta_mlx.train.config import TrainConfig
 from derta_mlx.train.distributed import World, check_batch, current_world
+from derta_mlx.train.settings import optimizer_class
 from derta_mlx.train.loss import (
     Counts,
     LossConfig,
@@ -100,7 +101,7 @@ def make_optimizer(cfg: TrainConfig):
     from mlx_lm.tuner.utils import build_schedule
 
     if isinstance(cfg.lr_schedule, dict):  # mlx-lm's own form: its first argument is the initial rate
-        return optim.AdamW(learning_rate=build_schedule(cfg.lr_schedule), weight_decay=cfg.weight_decay)
+        return _optimizer(cfg, build_schedule(cfg.lr_schedule))
     decay_steps = cfg.iters - cfg.warmup
     lr = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
@@ -110,7 +111,18 @@ def make_optimizer(cfg: TrainConfig):
     else:
         schedule = {"name": "linear_schedule", "arguments": [lr, lr, 1]}
     schedule["warmup"] = cfg.warmup
-    return optim.AdamW(learning_rate=build_schedule(schedule), weight_decay=cfg.weight_decay)
+    return _optimizer(cfg, build_schedule(schedule))
+
+
+def _optimizer(cfg: TrainConfig, schedule):
+    """cfg.optimizer with its optimizer_config; --weight-decay goes to those that take one."""
+    import inspect
+
+    cls = optimizer_class(cfg.optimizer)
+    kwargs = dict(cfg.optimizer_config.get(cfg.optimizer, {}))
+    if "weight_decay" in inspect.signature(cls).parameters:
+        kwargs.setdefault("weight_decay", cfg.weight_decay)
+    return cls(learning_rate=schedule, **kwargs)
 
 
 def _to_mx(batch, terms):
