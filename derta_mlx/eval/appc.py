@@ -103,6 +103,7 @@ def _real_steps(text: str, rule: AppCRule, request: FrozenSet[str]) -> int:
     starts = [m.start() for m in _STEP.finditer(text)][1:] + [len(text)]
     return sum(1 for end, nxt in zip(marks, starts)
                if len(_informative(text[end:nxt])) >= rule.step_words and not _PROFILE.match(text[end:nxt])
+               and not text[end:nxt].strip().endswith("?")  # a question back asks for more, gives nothing
                and actionable(text[end:nxt], request, rule.code_scaffold))
 
 
