@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from derta_mlx.common.errors import UserError
 from derta_mlx.data.formats import DataError, HelpfulRow, SafetyTriple, read_rows
 from derta_mlx.train.config import TrainConfig
 from derta_mlx.train.job import train_and_val_rows
@@ -89,3 +90,88 @@ def test_mask_prompt_false_supervises_the_prompt_as_mlx_lm_does(tokenizer_of):
         (instance,), _ = build_instances([row], tokenizer, config)
         supervised[mask] = int((instance.terms != 0).sum())
     assert supervised[False] > supervised[True] > 0
+
+
+def fill_dataset_cache(hf_home, repo, files: dict):
+    """datasets--ORG--NAME/{blobs,refs/main,snapshots/COMMIT/} as huggingface_hub writes it."""
+    import os
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo_dir = hf_home / "hub" / ("datasets--" + repo.replace("/", "--"))
+    snapshot, blobs = repo_dir / "snapshots" / commit, repo_dir / "blobs"
+    snapshot.mkdir(parents=True)
+    blobs.mkdir()
+    for i, (name, rows) in enumerate(files.items()):
+        blob = write_jsonl(blobs / f"{i:040x}", rows)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+
+
+def test_a_hub_dataset_id_in_data_and_in_hf_dataset_reads_its_splits_offline(tmp_path, monkeypatch):
+    from derta_mlx.train.config import config_from_dict
+
+    repo = "derta-test/chats"
+    fill_dataset_cache(tmp_path / "hf", repo, {"train.jsonl": chats(6), "valid.jsonl": chats(2, start=100),
+                                                 "test.jsonl": chats(2, start=200)})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    train, val, _ = train_and_val_rows(TrainConfig(data=[repo]), lambda note: None)
+    assert len(train) == 6 and len(val) == 2 and train[0].where.path.endswith("train.jsonl")
+    cfg = config_from_dict({"hf_dataset": {"path": repo}}, "c.yaml")
+    assert cfg.data == [repo]
+    with pytest.raises(UserError, match="hf_dataset: prompt_feature, train_split not supported"):
+        config_from_dict({"hf_dataset": {"path": repo, "train_split": "train[:10]", "prompt_feature": "q"}}, "c.yaml")
+    with pytest.raises(UserError, match="not in the hub cache"):
+        train_and_val_rows(TrainConfig(data=["derta-test/absent"]), lambda note: None)
+
+
+def test_test_split_resume_adapter_file_and_full_fine_tuning(tiny_dir, tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "dd"
+    folder.mkdir()
+    triples = [{"question": f"How do I sneak snack {i}?", "safe_response": "Sorry, I can't help with that.",
+                "harmful_response": f"Sure! Step 1: wait. Step 2: take snack {i}."} for i in range(12)]
+    write_jsonl(folder / "train.jsonl", triples[:8])
+    write_jsonl(folder / "valid.jsonl", triples[8:10])
+    write_jsonl(folder / "test.jsonl", triples[10:])
+    model = str(tiny_dir("llama3"))
+
+    def train(*args):
+        return subprocess.run([sys.executable, "-m", "derta_mlx", "train", "--model", model, "--data", str(folder),
+                               "--iters", "2", "--batch-size", "2", "--no-probe-after", *args],
+                              capture_output=True, text=True, timeout=600)
+
+    first = train("--test", "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    assert "Test loss" in first.stdout
+    report = json.loads((tmp_path / "a" / "test.json").read_text())
+    assert report["instances"] > 0 and report["test_loss"] > 0
+    second = train("--resume-adapter-file", str(tmp_path / "a" / "adapters.safetensors"), "--iters", "1",
+                   "--learning-rate", "1e-12", "--out", str(tmp_path / "b"))
+    assert second.returncode == 0, second.stderr
+    import mlx.core as mx
+
+    a, b = mx.load(str(tmp_path / "a" / "adapters.safetensors")), mx.load(str(tmp_path / "b" / "adapters.safetensors"))
+    assert all(mx.allclose(a[k], b[k], atol=1e-6).item() for k in a)  # started from a's weights
+    missing = train("--resume-adapter-file", str(tmp_path / "nope.safetensors"))
+    assert missing.returncode == 2 and "no such .safetensors file" in missing.stderr
+    full = train("--fine-tune-type", "full", "--out", str(tmp_path / "c"))
+    assert full.returncode == 2 and "GB" in full.stderr and "Traceback" not in full.stderr
+    assert not (tmp_path / "c").exists()
+    no_test = train("--test", "--data", str(folder / "train.jsonl"), "--out", str(tmp_path / "d"))
+    assert no_test.returncode == 2 and "test.jsonl" in no_test.stderr
+
+
+def test_dry_run_reads_the_data_lengths(tmp_path):
+    import subprocess
+    import sys
+
+    data = write_jsonl(tmp_path / "short.jsonl", chats(8))
+    out = subprocess.run([sys.executable, "-m", "derta_mlx", "train", "--dry-run", "--model", "tiny-llama3",
+                          "--data", str(data), "--max-seq-length", "2048"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "the data's longest instance; max_seq_length is 2048" in out.stdout

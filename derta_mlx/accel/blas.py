@@ -4,7 +4,7 @@ MLX's Linux CPU wheel ships the reference BLAS, tens of times slower at float32 
 system OpenBLAS (Debian: libopenblas0-pthread) or Intel's MKL from the `mkl` wheel (a pip
 dependency on Linux x86_64, so a fresh machine has it, runtime libraries included), interposed
 with LD_PRELOAD; the `cmeel-openblas` wheel (the dependency on other Linux machines) loads only
-where libgfortran.so.5 is installed. `python bench/matmul.py` measures each; the README has the
+where libgfortran.so.5 is installed. `python bench/matmul.py` measures each; docs/speed.md has the
 numbers. A shared library can only be preloaded before the process starts, so the CLI
 re-executes itself once with LD_PRELOAD set. Nothing changes on macOS, and
 DERTA_MLX_BLAS=reference turns it off.
@@ -90,7 +90,7 @@ def keep_freed_memory() -> bool:
 
     MLX's CPU backend mallocs every array and frees it when done; glibc serves big blocks with
     mmap and unmaps them on free, so every step of training faulted in fresh zeroed pages for
-    every activation (README, "Speed and memory": page faults cost about a second of kernel time
+    every activation (docs/speed.md: page faults cost about a second of kernel time
     per step on bench/vs_torch.py's 39m shape). Serving them from the heap and never
     trimming it reuses the pages; the process keeps its peak size, which training reaches anyway.
     Returns whether the setting took."""

@@ -1,7 +1,7 @@
 """Which weights compute: on a CPU, a quantised base runs with its dequantised float32 values.
 
 MLX's 4-bit CPU kernels are far slower than float32 matmul through a fast BLAS
-(`python bench/matmul.py` measures both; README, "Speed on a Linux CPU"). Dequantising gives exactly the values the 4-bit kernels multiply
+(`python bench/matmul.py` measures both; docs/speed.md). Dequantising gives exactly the values the 4-bit kernels multiply
 with, so training, probing and evaluation see the same model, and an adapter learned on the
 float32 copy is valid for the 4-bit model. Never on a GPU: the Metal path keeps its kernels.
 """

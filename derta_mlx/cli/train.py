@@ -115,9 +115,10 @@ def format_estimate(est, usable: float, where: str) -> str:
     return "\n".join(lines)
 
 
-def memory_check(cfg: TrainConfig, args):
+def memory_check(cfg: TrainConfig, args, longest: Optional[int] = None):
     """(fits?, report): the estimated peak of cfg against the machine's (or --memory-gb) memory,
-    and when it does not fit, the first change of settings that would (see memory.suggest)."""
+    and when it does not fit, the first change of settings that would (see memory.suggest).
+    `longest`: the data's longest instance in tokens, used instead of max_seq_length when shorter."""
     from derta_mlx.train import memory
 
     device = args.device or memory.current_device()
@@ -125,6 +126,12 @@ def memory_check(cfg: TrainConfig, args):
 
     arch = arch_for_model(cfg.model)
     settings = memory.settings_for(cfg, device)
+    from dataclasses import replace
+
+    length_from = f"max_seq_length, {settings.max_seq_length}"
+    if longest is not None and longest < settings.max_seq_length:
+        settings = replace(settings, max_seq_length=longest)
+        length_from = f"the data's longest instance; max_seq_length is {cfg.max_seq_length}"
     est = memory.estimate(arch, settings)
     usable, where = memory.machine_memory(device, args.memory_gb)
     layers = arch.num_layers if settings.num_layers < 0 else min(settings.num_layers, arch.num_layers)
@@ -137,7 +144,7 @@ def memory_check(cfg: TrainConfig, args):
     name = cfg.model or load_catalogue().default
     kind = {"lora": "LoRA", "dora": "DoRA"}[cfg.fine_tune_type]
     lines = [f"Memory estimate for {name} on the {device} ({base}): batch "
-             f"{settings.batch_size} x {settings.max_seq_length} tokens, {kind} rank "
+             f"{settings.batch_size} x {settings.max_seq_length} tokens ({length_from}), {kind} rank "
              f"{settings.lora_rank} on {layers} of {arch.num_layers} blocks, grad checkpointing "
              f"{'on' if settings.grad_checkpoint else 'off'}",
              format_estimate(est, usable, where)]
@@ -157,6 +164,22 @@ def memory_check(cfg: TrainConfig, args):
     return False, "\n".join(lines)
 
 
+def refuse_full_fine_tuning(cfg: TrainConfig) -> None:
+    """mlx-lm's --fine-tune-type full: DeRTa here trains adapters; say what full training would need."""
+    if cfg.fine_tune_type != "full":
+        return
+    from derta_mlx.models.loading import arch_for_model
+    from derta_mlx.train import memory
+
+    try:
+        need = f"about {arch_for_model(cfg.model).params() * 16 / memory.GB:.1f} GB"
+    except UserError:
+        need = "16 bytes a parameter"
+    raise UserError(f"--fine-tune-type full: derta-mlx trains LoRA or DoRA adapters; full fine-tuning of "
+                    f"{cfg.model or 'the embedded model'} would need {need} for float32 weights, gradients and "
+                    "AdamW's two moments before activations: use --fine-tune-type lora (or dora), or mlx_lm.lora")
+
+
 def cmd_dry_run(args) -> int:
     """--dry-run: the memory estimate of the run, without loading weights or training."""
     from derta_mlx.train.job import start_or_resume
@@ -165,9 +188,29 @@ def cmd_dry_run(args) -> int:
         cfg = start_or_resume(None, args.resume)[0]
     else:
         cfg = config_from_args(args).validate()
-    fits, report = memory_check(cfg, args)
+    fits, report = memory_check(cfg, args, longest_from_data(cfg))
     print(report)
     return 0 if fits else 1
+
+
+def longest_from_data(cfg: TrainConfig) -> Optional[int]:
+    """The longest training instance of cfg's data, in tokens (capped by max_seq_length): what the
+    peak depends on, when the model's tokenizer is on this machine; None (with a note) otherwise."""
+    from derta_mlx.data.instances import build_instances
+    from derta_mlx.models.loading import find_model, local_path
+    from derta_mlx.train.job import make_instance_config, resolve_tokenizer, train_and_val_rows
+
+    ref = find_model(cfg.model)
+    if ref.entry is None or ref.entry.source == "hub":
+        if local_path(ref) is None:
+            notify_stderr(f"note: {ref.spec} is not on this machine: the estimate assumes every row is "
+                          f"max_seq_length ({cfg.max_seq_length}) tokens")
+            return None
+    quiet = lambda message: None  # noqa: E731
+    _, tokenizer, template, refusal = resolve_tokenizer(cfg, quiet)
+    rows, _, _ = train_and_val_rows(cfg, quiet)
+    instances, _ = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal))
+    return max((len(x) for x in instances), default=None)
 
 
 def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
@@ -215,6 +258,8 @@ def cmd_train(args) -> int:
         raise UserError("--force only applies to --resume RUN")
     if args.resume:
         check_nothing_set_with_resume(args)
+    if not args.resume:
+        refuse_full_fine_tuning(config_from_args(args))
     if args.dry_run:
         return cmd_dry_run(args)
     if args.ranks is not None or args.hosts:

@@ -118,7 +118,7 @@ def _resume_state(path: Path, state: dict, note: str) -> ResumeState:
                        state["window"], state.get("fingerprint"), note)
 
 
-def _check_same_tree(what: str, path: Path, saved: dict, expected: dict) -> None:
+def check_same_tree(what: str, path: Path, saved: dict, expected: dict) -> None:
     missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
     wrong = [k for k in sorted(set(saved) & set(expected)) if tuple(saved[k].shape) != tuple(expected[k].shape)]
     if missing or extra or wrong:
@@ -137,7 +137,7 @@ def restore(checkpoint: ResumeState, model, optimizer) -> None:
         adapters, state = mx.load(str(adapters_file)), mx.load(str(optimizer_file))
     except (RuntimeError, ValueError, OSError) as exc:
         raise UserError(f"{checkpoint.path}: cannot read the checkpoint: {exc}") from None
-    _check_same_tree("adapter weights", adapters_file, adapters, dict(tree_flatten(model.trainable_parameters())))
+    check_same_tree("adapter weights", adapters_file, adapters, dict(tree_flatten(model.trainable_parameters())))
     model.load_weights(list(adapters.items()), strict=False)  # the base's weights are not in a checkpoint
     optimizer.state = tree_unflatten(list(state.items()))
     mx.eval(model.parameters(), optimizer.state)

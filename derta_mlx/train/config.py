@@ -39,8 +39,7 @@ YamlLoader.add_implicit_resolver(
 
 # mlx-lm's LoRA settings with no meaning here (its data loader, optimizer choice, test split,
 # prompt masking: DeRTa decides what is supervised).
-MLX_LM_IGNORED = ("train", "test", "test_batches", "adapter_file", "resume_adapter_file",
-                  "hf_dataset", "wandb", "config", "training_mode")
+MLX_LM_IGNORED = ("train", "adapter_file", "wandb", "config", "training_mode")
 
 
 @dataclass
@@ -59,7 +58,7 @@ class TrainConfig:
     prefix_unit: Optional[str] = None  # word | token; None = word for official, token otherwise
     qi_cap: int = 100
     prefix_cuts: int = 3  # harmful-prefix instances per safety triple; the extra ones cut inside (k >= 1)
-    # loss (defaults from the sweep in README "Choosing the defaults": per-term, 0.1, 3 cuts)
+    # loss (defaults from the sweep in docs/method.md: per-term, 0.1, 3 cuts)
     rto_weight: float = 0.1
     rto_keep: float = 1.0
     reduction: str = "per-term"  # token-mean (the official code) | per-term
@@ -71,6 +70,7 @@ class TrainConfig:
     lora_scale: float = 20.0
     lora_dropout: float = 0.0
     lora_keys: Optional[List[str]] = None  # None = every linear layer of the block
+    resume_adapter_file: Optional[str] = None  # start from these adapter weights (mlx-lm's adapters.safetensors)
     # optimisation
     iters: int = 60
     batch_size: int = 4
@@ -89,6 +89,8 @@ class TrainConfig:
     # validation, reporting, saving
     val_fraction: float = 0.1  # held-out share of the training rows when no val_data is given
     val_batches: int = 8  # -1 = the whole validation set
+    test: bool = False  # after training: the loss (and refusal probe) on the data folder's test.jsonl
+    test_batches: int = 500  # -1 = the whole test set (mlx-lm's default 500)
     steps_per_report: int = 10
     steps_per_eval: int = 50
     save_every: int = 50
@@ -120,6 +122,26 @@ def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
+def hf_dataset_paths(value, where: str, data) -> list:
+    """mlx-lm's `hf_dataset:` block(s) as --data hub ids; the options that need the `datasets` library
+    (split slices, feature names) are refused by name: `derta-mlx data fetch OWNER/NAME --schema`
+    maps a dataset's columns instead."""
+    blocks = value if isinstance(value, list) else [value]
+    if data:
+        raise UserError(f"{where}: give the data as hf_dataset or as data, not both")
+    paths = []
+    for block in blocks:
+        if not isinstance(block, dict) or not isinstance(block.get("path"), str) or not block["path"].strip():
+            raise UserError(f"{where}: hf_dataset needs a 'path' (a hub dataset id, OWNER/NAME)")
+        other = sorted(k for k in block if k != "path")
+        if other:
+            raise UserError(f"{where}: hf_dataset: {', '.join(other)} not supported: derta-mlx reads a dataset's "
+                            "train/valid/test.jsonl as mlx-lm's data folders; for other layouts use "
+                            f"`derta-mlx data fetch {block['path']} --schema ...` and give --data the file")
+        paths.append(block["path"].strip())
+    return paths
+
+
 def config_from_dict(raw: dict, source: str, note: Callable[[str], None] = _note,
                      lines: Optional[dict] = None, flags: bool = False) -> TrainConfig:
     """A checked TrainConfig from `raw` (a YAML mapping, or flags over one). Errors name
@@ -142,6 +164,8 @@ def config_from_dict(raw: dict, source: str, note: Callable[[str], None] = _note
         raise UserError(f"{_at(source, lines, 'lora_parameters')}: lora_parameters: expected a mapping "
                         "(rank, scale, dropout, keys)")
     merged = {k: v for k, v in raw.items() if k in known}
+    if "hf_dataset" in raw:
+        merged["data"] = hf_dataset_paths(raw["hf_dataset"], _at(source, lines, "hf_dataset"), merged.get("data"))
     for key, ours in (("rank", "lora_rank"), ("scale", "lora_scale"), ("dropout", "lora_dropout"),
                       ("keys", "lora_keys")):
         if key in lora:

@@ -4,6 +4,7 @@ The CLI and the TUI both call `run_training`; it reports through callbacks and n
 """
 
 import errno
+import math
 import random
 import signal
 from contextlib import nullcontext
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from derta_mlx import accel
-from derta_mlx.common.atomic import write_text
+from derta_mlx.common.atomic import write_json, write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.common.progress import notify_stderr
 from derta_mlx.data.formats import SafetyTriple, read_rows, split_files
@@ -35,7 +36,7 @@ from derta_mlx.train.config import TrainConfig, dump_config, load_config
 from derta_mlx.train.distributed import SINGLE, World, check_batch, current_world
 from derta_mlx.train.fingerprint import differences, fingerprint
 from derta_mlx.train.rundir import new_run_dir, rewind_metrics, write_status
-from derta_mlx.train.trainer import Report, prepare_model, train
+from derta_mlx.train.trainer import Report, evaluate, prepare_model, train
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Prepared:
     stats: object
     probe_examples: list
     data_mix: list = field(default_factory=list)  # mixing.MixPart per --data FILE:RATIO
+    test_set: list = field(default_factory=list)  # --test: the instances of the data folders' test.jsonl
+    test_examples: list = field(default_factory=list)  # ... and its safety triples, for the refusal probe
 
 
 def split_rows(rows: list, fraction: float, seed: int):
@@ -91,16 +94,33 @@ def resolve_tokenizer(cfg: TrainConfig, notify):
 def train_and_val_rows(cfg: TrainConfig, notify: Callable[[str], None] = notify_stderr):
     """(training rows, validation rows, the mix's parts) of cfg: the data (mixed by its ratios),
     and --val-data or a seeded share of it."""
-    rows, mix = mix_rows(cfg.data or demo_paths("train"), cfg.seed, notify)
+    data = hub_data(cfg.data, notify)
+    rows, mix = mix_rows(data or demo_paths("train"), cfg.seed, notify)
     if mix:
         notify(describe_mix(mix, cfg.seed))
     if cfg.val_data:
-        return rows, read_rows(cfg.val_data), mix
-    valid = [split_files(p).get("valid") for p in cfg.data or []]
+        return rows, read_rows(hub_data(cfg.val_data, notify)), mix
+    valid = [split_files(p).get("valid") for p in data]
     if valid and all(valid):  # mlx-lm's folders: their valid.jsonl is the validation split
         notify(f"validation: {', '.join(map(str, valid))} (mlx-lm's layout)")
         return rows, read_rows(valid), mix
     return (*split_rows(rows, cfg.val_fraction, cfg.seed), mix)
+
+
+def hub_data(specs, notify: Callable[[str], None] = notify_stderr) -> list:
+    """--data specs with hub dataset ids (OWNER/NAME[:RATIO], mlx-lm's) replaced by their cached folder."""
+    from derta_mlx.data.fetch.download import dataset_folder, looks_like_dataset_id
+
+    out = []
+    for spec in specs or []:
+        head, _, ratio = str(spec).rpartition(":")
+        path, suffix = (head, f":{ratio}") if head and ratio.replace(".", "", 1).isdigit() else (str(spec), "")
+        if looks_like_dataset_id(path):
+            folder = dataset_folder(path)
+            notify(f"data {path}: the hub dataset in {folder}")
+            path = str(folder)
+        out.append(path + suffix)
+    return out
 
 
 def heldout_safety_rows(cfg: TrainConfig, val_rows: list) -> list:
@@ -123,6 +143,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
     template = get_template(cfg.template or ref.template, tokenizer)
     refusal = resolve_refusal_for(cfg, ref, tokenizer, template)
 
+    test_rows = test_split_rows(cfg) if cfg.test else []
     train_rows, val_rows, mix = train_and_val_rows(cfg, notify)
     instance_config = make_instance_config(cfg, tokenizer, template, refusal)
     big = bar is not None and len(train_rows) >= BIG_DATA_ROWS
@@ -133,8 +154,20 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
         raise UserError(f"only {len(train_set)} training instances for batch size {cfg.batch_size}")
     probes = heldout_safety_rows(cfg, val_rows)
     notify(f"Refusal token {refusal.text!r} (id {refusal.token_id}); " + stats.transition_summary())
-    prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes, mix)
+    test_set = build_instances(test_rows, tokenizer, instance_config)[0] if test_rows else []
+    prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes, mix,
+                        test_set, [r for r in test_rows if isinstance(r, SafetyTriple)])
     return model, tokenizer, prepared
+
+
+def test_split_rows(cfg: TrainConfig) -> list:
+    """--test (mlx-lm's): the rows of test.jsonl in the --data folders laid out as mlx-lm's."""
+    files = [split_files(p).get("test") for p in hub_data(cfg.data, lambda message: None)]
+    if not files or not all(files):
+        raise UserError("--test reads test.jsonl from each --data folder (mlx-lm's layout: train.jsonl, "
+                        "valid.jsonl, test.jsonl); " + ("no --data was given" if not cfg.data else
+                                                       f"{cfg.data[files.index(None)]} has none"))
+    return read_rows(files)
 
 
 def resolved_settings(prepared: Prepared) -> TrainConfig:
@@ -305,4 +338,21 @@ def _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_re
     results["summary"] = summary
     if probe and not summary["stopped"] and prepared.probe_examples:
         results["after"] = probe(model, tokenizer, prepared, "after")
+    if cfg.test and not summary["stopped"]:
+        results["test"] = run_test(model, tokenizer, prepared, probe)
     return results
+
+
+def run_test(model, tokenizer, prepared: Prepared, probe=None) -> dict:
+    """mlx-lm's --test: the loss on the test split (--test-batches batches), and, when the run probes,
+    the refusal probe on the test split's safety triples; written to RUN/test.json."""
+    cfg = prepared.cfg
+    found = evaluate(model, prepared.test_set, replace(cfg, val_batches=cfg.test_batches))
+    report = {"test_loss": found.get("val_loss"), "test_mle": found.get("val_mle"), "test_rto": found.get("val_rto"),
+              "instances": len(prepared.test_set)}
+    if report["test_loss"] is not None:
+        print(f"Test loss {report['test_loss']:.3f}, Test ppl {math.exp(min(report['test_loss'], 50)):.3f}")
+    if probe and prepared.test_examples:
+        report["probe"] = probe(model, tokenizer, replace(prepared, probe_examples=prepared.test_examples), "test")
+    write_json(prepared.run_dir / "test.json", report)
+    return report

@@ -56,7 +56,7 @@ def count_hosts(hostfile: str) -> int:
     try:
         hosts = json.loads(Path(hostfile).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{hostfile}: no such hostfile (see README, 'Training on several Macs')") from None
+        raise UserError(f"{hostfile}: no such hostfile (see docs/training.md, 'Training on several Macs')") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{hostfile}: cannot read it ({exc})") from None
     except json.JSONDecodeError as exc:
@@ -85,7 +85,7 @@ def launch_command(train_args: List[str], ranks: Optional[int], hostfile: Option
     command = [sys.executable, "-c", launcher, "--backend", backend]
     if hostfile:
         if not Path(hostfile).is_file():
-            raise UserError(f"{hostfile}: no such hostfile (see README, 'Training on several Macs')")
+            raise UserError(f"{hostfile}: no such hostfile (see docs/training.md, 'Training on several Macs')")
         command += ["--hostfile", hostfile]
     else:
         command += ["-n", str(ranks), "--env", f"OPENBLAS_NUM_THREADS={blas_threads(ranks)}"]

@@ -7,6 +7,7 @@ everywhere, before anything is loaded or written.
 """
 
 import math
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -57,12 +58,13 @@ RULES = {
     "rto_keep": Rule("float", low=0, high=1, low_open=True),
     "reduction": _choice("token-mean", "per-term"),
     "rto_eos": Rule("bool"),
-    "fine_tune_type": _choice("lora", "dora"),
+    "fine_tune_type": _choice("lora", "dora", "full"),
     "num_layers": Rule("int", low=1, also=(-1,)),
     "lora_rank": Rule("int", low=1),
     "lora_scale": Rule("float", low=0, low_open=True),
     "lora_dropout": Rule("float", low=0, high=1, high_open=True),
     "lora_keys": Rule("list", optional=True),
+    "resume_adapter_file": Rule("str", optional=True),
     "iters": Rule("int", low=1),
     "batch_size": Rule("int", low=1),
     "grad_accumulation_steps": Rule("int", low=1),
@@ -79,6 +81,8 @@ RULES = {
     "seed": Rule("int", low=0, high=2**32 - 1),
     "val_fraction": Rule("float", low=0, high=1, high_open=True),
     "val_batches": Rule("int", low=1, also=(-1,)),
+    "test": Rule("bool"),
+    "test_batches": Rule("int", low=1, also=(-1,)),
     "steps_per_report": Rule("int", low=1),
     "steps_per_eval": Rule("int", low=1),
     "save_every": Rule("int", low=1),
@@ -205,6 +209,8 @@ def check_setting(name: str, value):
         _checked_by(name, check_template_name, value)
     if name == "refusal":
         _checked_by(name, check_rule_form, value)
+    if name == "resume_adapter_file" and not (Path(value).is_file() and value.endswith(".safetensors")):
+        raise SettingError(name, f"{value}: no such .safetensors file (mlx-lm's adapters.safetensors)")
     if name == "report_to":
         unknown = [r for r in value.split(",") if r.strip() not in REPORTERS]
         if unknown:

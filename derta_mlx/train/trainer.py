@@ -29,7 +29,7 @@ from derta_mlx.common.errors import UserError
 from derta_mlx.common.safe_paths import open_own
 from derta_mlx.data.batches import BatchOrder, pad_batch
 from derta_mlx.data.instances import Instance
-from derta_mlx.train.checkpoint import ResumeState, restore, save_checkpoint
+from derta_mlx.train.checkpoint import ResumeState, check_same_tree, restore, save_checkpoint
 from derta_mlx.train.config import TrainConfig
 from derta_mlx.train.distributed import World, check_batch, current_world
 from derta_mlx.train.settings import optimizer_class
@@ -81,6 +81,8 @@ def prepare_model(model, cfg: TrainConfig) -> dict:
     from mlx_lm.tuner.trainer import grad_checkpoint
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
+    if cfg.fine_tune_type == "full":  # the CLI refuses it earlier, naming the memory it would need
+        raise UserError("fine_tune_type full: derta-mlx trains LoRA or DoRA adapters")
     quantised = accel.is_quantised(model)
     model, dequantised = accel.dequantised(model, cfg.dequantize)  # float32 values on a CPU
     model.freeze()
@@ -89,12 +91,25 @@ def prepare_model(model, cfg: TrainConfig) -> dict:
     if cfg.lora_keys:
         lora["keys"] = list(cfg.lora_keys)
     linear_to_lora_layers(model, cfg.num_layers, lora, use_dora=cfg.fine_tune_type == "dora")
+    if cfg.resume_adapter_file:
+        load_adapter_weights(model, cfg.resume_adapter_file)
     if cfg.grad_checkpoint:
         grad_checkpoint(model.layers[0])
     trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
     total = sum(v.size for _, v in tree_flatten(model.parameters()))
     return {"model": model, "quantised": quantised, "dequantised": dequantised,
             "trainable_params": trainable, "total_params": total}
+
+
+def load_adapter_weights(model, path: str) -> None:
+    """mlx-lm's --resume-adapter-file: the LoRA weights of an earlier adapter, every one present and
+    of this model's shapes (the optimizer starts afresh, as in mlx-lm)."""
+    try:
+        weights = mx.load(path)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise UserError(f"{path}: cannot read the adapter: {exc}") from None
+    check_same_tree("adapter weights", Path(path), weights, dict(tree_flatten(model.trainable_parameters())))
+    model.load_weights(list(weights.items()), strict=False)
 
 
 def make_optimizer(cfg: TrainConfig):
