@@ -43,7 +43,8 @@ _TASK = r"(?:help|assist|aid|provide|offer|give|supply|share|create|write|genera
         r"access|look\s+up|find|locate|identify|speculate|perform|carry|role-?play|pretend|act|play|be\s+part|" \
         r"walk\s+you|guide|instruct|show|coach|plan|design|code|program|build|prescribe|diagnose|break\s+down|" \
         r"be\s+\w+ing|in\s+good\s+conscience|with\s+that|on\s+(?:that|this)|any(?:thing)?\s+(?:like|that))"
-_SORRY_OTHER_SENSE = (r"(?!['\"\u2019\u201d]|-|\s+(?:for\s+(?:him|her|them|the|my|your|his|their|it|that|any|what)\b|state|excuse|"
+_SORRY_OTHER_SENSE = (r"(?!['\"\u2019\u201d]|-|\s+(?:for\s+(?:him|her|them|the|my|your|his|their|it|that|any|what)\b"
+                      r"(?![^.!?\n]{0,40}\bbut\b)|state|excuse|"
                       r"sight|lot|tale|to\s+(?:hear|learn|say\s+(?:this|it\s+again))|about\s+(?:that|your|the)|"
                       r"(?:that\s+)?you(?:{_A}re|\s+are|\s+feel|\s+had|\s+have|{_A}ve|\s+went|\s+were)|"
                       r"if\s+(?:you|this|that|I)|(?:that\s+)?(?:this|that)\s+happened))")
