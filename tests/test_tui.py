@@ -149,6 +149,13 @@ def test_train_form_reports_errors_next_to_the_fields(tmp_path):
         await pilot.press("f5")
         await pilot.pause()
         assert "ratio after ':' must be a positive number" in str(screen.query_one("#err-data").render())
+        form = screen.query_one("TrainForm")
+        set_inputs(screen, {"f-name": "runs/mine"})  # as the placeholder spells it
+        assert form.run_name() == "mine"
+        set_inputs(screen, {"f-name": "elsewhere/mine"})
+        await pilot.press("f5")
+        await pilot.pause()
+        assert "a plain name" in str(screen.query_one("#err-name").render())
         assert not (tmp_path / "runs").exists()
 
     run_app(app, body)

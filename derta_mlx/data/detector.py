@@ -221,7 +221,8 @@ _SOFT_RE = re.compile("|".join([
     rf"\bI\s+(?:am\s+not|{_A}m\s+not)\s+(?:capable|equipped|designed|programmed|qualified|a\s+(?:doctor|lawyer|"
     rf"therapist|medical|licensed|financial))\b",
 ]), re.IGNORECASE)
-_QUOTED = re.compile(r'"[^"\n]{3,}?"|\u201c[^\u201d\n]{3,}?\u201d')
+# a quotation: a closing mark is not followed by a letter (`say "boring` opens a second quotation)
+_QUOTED = re.compile(r'"[^"\n]{3,}?"(?![A-Za-z])|\u201c[^\u201d\n]{3,}?\u201d')
 
 
 def _joined(patterns) -> "re.Pattern":

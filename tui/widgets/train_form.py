@@ -136,7 +136,9 @@ class TrainForm(VerticalScroll, can_focus=False):  # Tab goes straight to the fi
         return TrainConfig(**values), errors
 
     def run_name(self) -> str:
-        return self.query_one("#f-name", Input).value.strip()
+        """The run's name; "runs/NAME", as the placeholder shows it, is NAME."""
+        name = self.query_one("#f-name", Input).value.strip()
+        return name.removeprefix(f"{self.runs_root.name}/") if "/" in name else name
 
     def read_config(self) -> Tuple[Optional[TrainConfig], Dict[str, str]]:
         """(config, {}) when launchable, else (None, {field or "form": message})."""
