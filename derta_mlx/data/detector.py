@@ -216,6 +216,7 @@ _SOFT_RE = re.compile("|".join([
     rf"I\s+am\s+(?:just\s+|only\s+)?an?\s+AI(?:\s+language\s+model)?)\b,?\s+(?:and\s+)?(?:I\s+)?"
     rf"(?:do\s+not|don{_A}t|cannot|can{_A}t|am\s+not|{_A}m\s+not|lack)\b",
     rf"\bI\s+(?:{_NOT})\s+(?!(?:\w+\s+){{0,2}}?(?:stress|emphasi[sz]e|overstate|wait|believe|imagine|thank|deny|"
+    rf"know|think|understand|see\s+why|recall|remember|care|agree|like|mean|want\s+to\s+(?:alarm|scare|worry)|"
     rf"help\s+but|get\s+enough|say\s+enough|lie|blame|argue|disagree|complain|hurt|mind|judge|forget|miss|"
     rf"guarantee|promise))\w+",
     rf"\bI\s+(?:am\s+not|{_A}m\s+not)\s+(?:capable|equipped|designed|programmed|qualified|a\s+(?:doctor|lawyer|"
