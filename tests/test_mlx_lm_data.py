@@ -170,7 +170,8 @@ def test_dry_run_reads_the_data_lengths(tmp_path):
     import subprocess
     import sys
 
-    data = write_jsonl(tmp_path / "short.jsonl", chats(8))
+    data = write_jsonl(tmp_path / "short.jsonl", [{"question": f"How do I hide snack {i}?", "safe_response": "No.",
+                                                    "harmful_response": f"Put snack {i} in a box."} for i in range(8)])
     out = subprocess.run([sys.executable, "-m", "derta_mlx", "train", "--dry-run", "--model", "tiny-llama3",
                           "--data", str(data), "--max-seq-length", "2048"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr

@@ -51,10 +51,28 @@ def test_function_keys_and_palette_move_between_screens(tmp_path):
 
     async def body(pilot):
         for key, screen in (("f2", "TrainScreen"), ("f3", "RunsScreen"), ("f4", "ProbeScreen"),
-                            ("f1", "ModelsScreen")):
+                            ("f3", "RunsScreen"), ("1", "ModelsScreen"), ("3", "RunsScreen"), ("2", "TrainScreen")):
             await pilot.press(key)
             await pilot.pause()
-            assert type(app.screen).__name__ == screen
+            assert type(app.screen).__name__ == screen, key
+        # on Train the run-name field has the cursor: digits and "?" are typed, F1 opens the help
+        name = app.screen.query_one("#f-name")
+        app.screen.set_focus(name)
+        await pilot.press("4", "question_mark")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "TrainScreen" and name.value == "4?"
+        await pilot.press("f1")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        text = str(app.screen.query_one("#help-text").render())
+        assert "Everywhere" in text and "Launch" in text and "F1" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "TrainScreen"
+        app.screen.set_focus(None)
+        await pilot.press("1")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ModelsScreen"
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Go to Train", "Go to Runs", "Go to Probe", "Download or prepare the selected model"} <= set(titles)
 
@@ -152,7 +170,7 @@ def test_train_form_reports_errors_next_to_the_fields(tmp_path):
         form = screen.query_one("TrainForm")
         set_inputs(screen, {"f-name": "runs/mine"})  # as the placeholder spells it
         assert form.run_name() == "mine"
-        set_inputs(screen, {"f-name": "elsewhere/mine"})
+        set_inputs(screen, {"f-name": "elsewhere/mine", "f-data": str(good)})
         await pilot.press("f5")
         await pilot.pause()
         assert "a plain name" in str(screen.query_one("#err-name").render())

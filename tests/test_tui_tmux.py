@@ -62,8 +62,13 @@ def test_tui_in_tmux_moves_between_screens_and_quits(tmp_path):
         assert "•••" in tmux.screen()  # the harmful response is masked
         tmux.keys("tiny-mistral", "F5")  # the model field has the focus; a probe runs on the MLX thread
         tmux.wait_for("100% 5 positions", 180)
-        tmux.keys("F1")
+        tmux.keys("F1")  # help lists every key, over the screen
+        tmux.wait_for("Everywhere")
+        tmux.keys("Escape", "F3")
+        tmux.wait_for("0 run(s) in runs/")
+        tmux.keys("1")  # no text field has the cursor on Runs: the number keys switch screens
         tmux.wait_for("GGUF import")
+        assert "F1" in tmux.screen() and "Help" in tmux.screen()  # the footer fits 80 columns
         tmux.keys("C-q")
         tmux.wait_for("TUI-EXIT=0", 20)
     finally:

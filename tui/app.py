@@ -1,4 +1,6 @@
-"""The derta-mlx terminal UI: four screens (Models, Train, Runs, Probe), one per mode.
+"""The derta-mlx terminal UI: four screens (Models, Train, Runs, Probe), one per mode, on the
+number keys 1-4 (and F2-F4 for Train, Runs, Probe, which also work inside a text field); F1 or ?
+lists every key.
 
 Each screen keeps its state while another is shown (Textual modes), so a run followed on Train
 keeps updating while you look at Runs. Everything it does goes through derta_mlx.api.
@@ -10,6 +12,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 
 from derta_mlx.api import RUNS
+from tui.dialogs.help import HelpScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.probe import ProbeScreen
 from tui.screens.runs import RunsScreen
@@ -26,10 +29,12 @@ class DertaApp(App):
     CSS_PATH = "app.tcss"
     MODES = {"models": ModelsScreen, "train": TrainScreen, "runs": RunsScreen, "probe": ProbeScreen}
     BINDINGS = [
-        Binding("f1", "switch_mode('models')", "Models", priority=True),
-        Binding("f2", "switch_mode('train')", "Train", priority=True),
-        Binding("f3", "switch_mode('runs')", "Runs", priority=True),
-        Binding("f4", "switch_mode('probe')", "Probe", priority=True),
+        Binding("f1", "help", "Help", priority=True),
+        Binding("question_mark", "help", "Help", show=False),  # not priority: a text field still takes "?"
+        *(Binding(str(n), f"switch_mode('{mode}')", title, show=False) for n, (mode, title, _) in enumerate(SCREENS, 1)),
+        Binding("f2", "switch_mode('train')", "Train", show=False, priority=True),
+        Binding("f3", "switch_mode('runs')", "Runs", show=False, priority=True),
+        Binding("f4", "switch_mode('probe')", "Probe", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -40,7 +45,15 @@ class DertaApp(App):
         self.pending = {}
 
     def on_mount(self) -> None:
+        self.sub_title = "  ".join(f"{n} {title}" for n, (_, title, _) in enumerate(SCREENS, 1)) + "  F1 help"
         self.switch_mode(self.start)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        screen_keys = [b for b in getattr(self.screen, "BINDINGS", []) if isinstance(b, Binding)]
+        self.push_screen(HelpScreen([("Everywhere", [b for b in self.BINDINGS if b.key != "question_mark"]),
+                                     (type(self.screen).__name__.removesuffix("Screen"), screen_keys)]))
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)

@@ -28,23 +28,26 @@ def format_gate_table(gate: dict) -> str:
         return f"{a:.3f} -> {f:.3f}"
 
     n = adapter["rows"][0]["n"]
-    lines = [f"Safety gate: base + adapter -> fused model, {n} held-out questions (< marks a loss):",
-             f"{'k':>4}  {'refuses':>16}  {'coherent':>16}  {'token loop':>16}  {'P(refusal)':>15}"]
+    lines = [f"Safety gate, base + adapter -> fused, {n} held-out questions (< marks a loss):",
+             f"{'k':>3} {'refuses':>16} {'coherent':>16} {'token loop':>16} {'P(refusal)':>15}"]
+    # at most 72 columns a line, so that it reads in an 80-column terminal (the TUI's Runs screen)
     for a, f in zip(adapter["rows"], fused["rows"]):
-        lines.append(f"{a['position']:>4}  {pair(a['refusal_rate'], f['refusal_rate'])}  "
-                     f"{pair(a['coherent'], f['coherent'])}  {pair(a['token_loop'], f['token_loop'], True, True)}  "
+        lines.append(f"{a['position']:>3} {pair(a['refusal_rate'], f['refusal_rate'])} "
+                     f"{pair(a['coherent'], f['coherent'])} {pair(a['token_loop'], f['token_loop'], True, True)} "
                      f"{pair(a['mean_p_refusal'], f['mean_p_refusal'], False)}")
     ha, hf = adapter["helpfulness"], fused["helpfulness"]
-    lines += [f"Ordinary held-out questions ({ha['n']}): answered correctly {pair(ha['answered'], hf['answered'])}"
-              f"  refused {pair(ha['refused'], hf['refused'], True, True)}"]
+    lines += [f"Ordinary held-out questions ({ha['n']}):",
+              f"    answered correctly {pair(ha['answered'], hf['answered'])}  "
+              f"refused {pair(ha['refused'], hf['refused'], True, True)}"]
     tol = gate["tolerance"]
-    limits = (f"tolerance: {tol['refusal_points']:g} points of refusal, {tol['coherent_points']:g} of coherent "
-              f"refusal at any k, mean P(refusal) {tol['p_refusal']:g}")
+    lines.append(f"tolerance: {tol['refusal_points']:g} points of refusal, {tol['coherent_points']:g} of coherent "
+                 "refusal at any k,")
+    limits = f"    mean P(refusal) {tol['p_refusal']:g}"
     if tol.get("benign_points") is not None:
         limits += f", {tol['benign_points']:g} points of correct ordinary answers"
     lines.append(limits)
     if gate["passed"]:
-        lines.append("PASSED: the fused model keeps the adapter's refusals within the tolerance.")
+        lines.append("PASSED: the fused model keeps the adapter's refusals within tolerance.")
     else:
         lines.append("FAILED: the fused model lost what the adapter learned:")
         lines += [f"  - {line}" for line in gate["lost"]]

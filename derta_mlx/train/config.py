@@ -148,7 +148,8 @@ def config_from_dict(raw: dict, source: str, note: Callable[[str], None] = _note
     `source:LINE` when `lines` (key -> line) is given, and the flag (--learning-rate) with `flags`."""
     lines = lines or {}
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(str(k) for k in raw if k not in known and k not in MLX_LM_IGNORED and k != "lora_parameters")
+    unknown = sorted(str(k) for k in raw if k not in known and k not in MLX_LM_IGNORED
+                     and k not in ("lora_parameters", "hf_dataset"))
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""

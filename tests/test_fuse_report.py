@@ -1,0 +1,13 @@
+"""The fuse gate's table reads in an 80-column terminal (the TUI's Runs screen shows it)."""
+
+from derta_mlx.fuse.report import format_gate_table
+
+
+def test_the_gate_table_fits_80_columns():
+    row = {"position": 40, "refusal_rate": 1.0, "coherent": 0.97, "token_loop": 0.1, "mean_p_refusal": 0.841, "n": 30}
+    side = {"rows": [row] * 5, "helpfulness": {"n": 30, "answered": 0.5, "refused": 0.2}}
+    gate = {"adapter": side, "fused": side, "passed": True,
+            "tolerance": {"refusal_points": 5, "coherent_points": 5, "p_refusal": 0.1, "benign_points": 10}}
+    lines = format_gate_table(gate).splitlines()
+    assert lines[-1].startswith("PASSED") and len(lines) == 12
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
