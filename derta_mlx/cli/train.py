@@ -115,10 +115,11 @@ def format_estimate(est, usable: float, where: str) -> str:
     return "\n".join(lines)
 
 
-def memory_check(cfg: TrainConfig, args, longest: Optional[int] = None):
+def memory_check(cfg: TrainConfig, args, data: Optional[tuple] = None):
     """(fits?, report): the estimated peak of cfg against the machine's (or --memory-gb) memory,
     and when it does not fit, the first change of settings that would (see memory.suggest).
-    `longest`: the data's longest instance in tokens, used instead of max_seq_length when shorter."""
+    `data`: (longest instance, supervised share) of the training data (longest_from_data), used instead
+    of max_seq_length and every position supervised."""
     from derta_mlx.train import memory
 
     device = args.device or memory.current_device()
@@ -129,9 +130,11 @@ def memory_check(cfg: TrainConfig, args, longest: Optional[int] = None):
     from dataclasses import replace
 
     length_from = f"max_seq_length, {settings.max_seq_length}"
-    if longest is not None and longest < settings.max_seq_length:
-        settings = replace(settings, max_seq_length=longest)
-        length_from = f"the data's longest instance; max_seq_length is {cfg.max_seq_length}"
+    if data is not None:
+        longest, share = data
+        settings = replace(settings, max_seq_length=min(longest, settings.max_seq_length), supervised_share=share)
+        length_from = (f"the data's longest instance, {share:.0%} of its batch supervised; max_seq_length is "
+                       f"{cfg.max_seq_length}")
     est = memory.estimate(arch, settings)
     usable, where = memory.machine_memory(device, args.memory_gb)
     layers = arch.num_layers if settings.num_layers < 0 else min(settings.num_layers, arch.num_layers)
@@ -193,9 +196,10 @@ def cmd_dry_run(args) -> int:
     return 0 if fits else 1
 
 
-def longest_from_data(cfg: TrainConfig) -> Optional[int]:
-    """The longest training instance of cfg's data, in tokens (capped by max_seq_length): what the
-    peak depends on, when the model's tokenizer is on this machine; None (with a note) otherwise."""
+def longest_from_data(cfg: TrainConfig) -> Optional[tuple]:
+    """(longest, supervised share) of cfg's training instances: the longest in tokens, and the share of
+    supervised positions in the batch of the most supervised instances padded to it (what the peak
+    depends on), when the model's tokenizer is on this machine; None (with a note) otherwise."""
     from derta_mlx.data.instances import build_instances
     from derta_mlx.models.loading import find_model, local_path
     from derta_mlx.train.job import make_instance_config, resolve_tokenizer, train_and_val_rows
@@ -210,7 +214,11 @@ def longest_from_data(cfg: TrainConfig) -> Optional[int]:
     _, tokenizer, template, refusal = resolve_tokenizer(cfg, quiet)
     rows, _, _ = train_and_val_rows(cfg, quiet)
     instances, _ = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal))
-    return max((len(x) for x in instances), default=None)
+    if not instances:
+        return None
+    longest = max(len(x) for x in instances)
+    supervised = sorted((int((x.terms != 0).sum()) for x in instances), reverse=True)[:cfg.batch_size]
+    return longest, sum(supervised) / (min(cfg.batch_size, len(instances)) * longest)
 
 
 def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:

@@ -68,6 +68,7 @@ class Settings:
     grad_accumulation_steps: int = 1
     dequantize: bool = False  # a quantised base trained with float32 weights
     device: str = "cpu"  # "cpu" | "gpu" (Metal)
+    supervised_share: float = SUPERVISED_SHARE  # of the batch's positions; from the data when it is known
 
 
 def settings_for(cfg, device: str) -> Settings:
@@ -136,7 +137,7 @@ def estimate(arch: Arch, s: Settings) -> Estimate:
         kept += layers * DORA_WEIGHT_COPIES * 4 * sum(i * o * c for i, o, c in keys.values())
     cast = 0 if a == 4 else 2 * a + 4  # 16-bit logits, their float32 cast, the gradient back
 
-    logit_count = SUPERVISED_SHARE * tokens * arch.vocab_size
+    logit_count = s.supervised_share * tokens * arch.vocab_size
     logits = (logit_count * (cast + 4 * LOGIT_FLOAT32_COPIES[s.device])
               + min(logit_count, CHUNK_ELEMENTS) * 4 * LOGIT_PIECE_COPIES[s.device])
     block_backward = WORKSPACE_BLOCKS * block + ATTENTION_TRANSIENT * scores
