@@ -175,4 +175,4 @@ def test_dry_run_reads_the_data_lengths(tmp_path):
     out = subprocess.run([sys.executable, "-m", "derta_mlx", "train", "--dry-run", "--model", "tiny-llama3",
                           "--data", str(data), "--max-seq-length", "2048"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "the data's longest instance" in out.stdout and "supervised; max_seq_length is 2048" in out.stdout
+    assert "the largest of the run's 60 batches of the data" in out.stdout and "max_seq_length is 2048" in out.stdout

@@ -115,11 +115,11 @@ def format_estimate(est, usable: float, where: str) -> str:
     return "\n".join(lines)
 
 
-def memory_check(cfg: TrainConfig, args, data: Optional[tuple] = None):
+def memory_check(cfg: TrainConfig, args, batches: Optional[list] = None):
     """(fits?, report): the estimated peak of cfg against the machine's (or --memory-gb) memory,
     and when it does not fit, the first change of settings that would (see memory.suggest).
-    `data`: (longest instance, supervised share) of the training data (longest_from_data), used instead
-    of max_seq_length and every position supervised."""
+    `batches`: (padded length, supervised share) of the run's batches (batches_from_data): the peak is
+    that of the largest, instead of max_seq_length with every position supervised."""
     from derta_mlx.train import memory
 
     device = args.device or memory.current_device()
@@ -130,11 +130,12 @@ def memory_check(cfg: TrainConfig, args, data: Optional[tuple] = None):
     from dataclasses import replace
 
     length_from = f"max_seq_length, {settings.max_seq_length}"
-    if data is not None:
-        longest, share = data
-        settings = replace(settings, max_seq_length=min(longest, settings.max_seq_length), supervised_share=share)
-        length_from = (f"the data's longest instance, {share:.0%} of its batch supervised; max_seq_length is "
-                       f"{cfg.max_seq_length}")
+    if batches:
+        candidates = [replace(settings, max_seq_length=min(length, settings.max_seq_length), supervised_share=share)
+                      for length, share in batches]
+        settings = max(candidates, key=lambda s: memory.estimate(arch, s).total)
+        length_from = (f"the largest of the run's {cfg.iters * cfg.grad_accumulation_steps} batches of the data, "
+                       f"{settings.supervised_share:.0%} supervised; max_seq_length is {cfg.max_seq_length}")
     est = memory.estimate(arch, settings)
     usable, where = memory.machine_memory(device, args.memory_gb)
     layers = arch.num_layers if settings.num_layers < 0 else min(settings.num_layers, arch.num_layers)
@@ -191,15 +192,15 @@ def cmd_dry_run(args) -> int:
         cfg = start_or_resume(None, args.resume)[0]
     else:
         cfg = config_from_args(args).validate()
-    fits, report = memory_check(cfg, args, longest_from_data(cfg))
+    fits, report = memory_check(cfg, args, batches_from_data(cfg))
     print(report)
     return 0 if fits else 1
 
 
-def longest_from_data(cfg: TrainConfig) -> Optional[tuple]:
-    """(longest, supervised share) of cfg's training instances: the longest in tokens, and the share of
-    supervised positions in the batch of the most supervised instances padded to it (what the peak
-    depends on), when the model's tokenizer is on this machine; None (with a note) otherwise."""
+def batches_from_data(cfg: TrainConfig) -> Optional[list]:
+    """(padded length, supervised share) of every micro-batch the run will train on, in the order the
+    trainer draws them (same data, seed and batch order), when the model's tokenizer is on this
+    machine; None (with a note) otherwise."""
     from derta_mlx.data.instances import build_instances
     from derta_mlx.models.loading import find_model, local_path
     from derta_mlx.train.job import make_instance_config, resolve_tokenizer, train_and_val_rows
@@ -214,11 +215,19 @@ def longest_from_data(cfg: TrainConfig) -> Optional[tuple]:
     _, tokenizer, template, refusal = resolve_tokenizer(cfg, quiet)
     rows, _, _ = train_and_val_rows(cfg, quiet)
     instances, _ = build_instances(rows, tokenizer, make_instance_config(cfg, tokenizer, template, refusal))
-    if not instances:
-        return None
-    longest = max(len(x) for x in instances)
-    supervised = sorted((int((x.terms != 0).sum()) for x in instances), reverse=True)[:cfg.batch_size]
-    return longest, sum(supervised) / (min(cfg.batch_size, len(instances)) * longest)
+    if len(instances) < cfg.batch_size:
+        return None  # the run itself says so
+    from derta_mlx.data.batches import BatchOrder
+
+    lengths = [len(x) for x in instances]
+    supervised = [int((x.terms != 0).sum()) for x in instances]
+    order = BatchOrder(len(instances), cfg.batch_size, cfg.seed, tuple(lengths) if cfg.length_bucketing else None)
+    batches = set()
+    for micro in range(cfg.iters * cfg.grad_accumulation_steps):
+        picked = order.indices(micro)
+        longest = max(lengths[i] for i in picked)
+        batches.add((longest, sum(supervised[i] for i in picked) / (len(picked) * longest)))
+    return sorted(batches)
 
 
 def gate_on_memory(cfg: Optional[TrainConfig], args, notify) -> bool:
