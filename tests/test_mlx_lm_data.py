@@ -176,3 +176,26 @@ def test_dry_run_reads_the_data_lengths(tmp_path):
                           "--data", str(data), "--max-seq-length", "2048"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "the largest of the run's 60 batches of the data" in out.stdout and "max_seq_length is 2048" in out.stdout
+
+
+def test_chat_rows_with_tools(tmp_path, tokenizer_of):
+    from derta_mlx.data.instances import InstanceConfig, build_instances
+    from derta_mlx.data.templates import get_template
+
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"city": {"type": "string"}}}}}]
+    row = {"messages": [{"role": "user", "content": "Weather in Paris?"},
+                        {"role": "assistant", "content": None,
+                         "tool_calls": [{"type": "function", "function": {"name": "get_weather",
+                                                                          "arguments": {"city": "Paris"}}}]},
+                        {"role": "tool", "content": "18 C, sunny"},
+                        {"role": "assistant", "content": "It is 18 C and sunny in Paris."}], "tools": tools}
+    (parsed,) = read_rows([write_jsonl(tmp_path / "tools.jsonl", [row])])
+    assert parsed.tools == tools and parsed.messages[1]["content"] == ""
+    tokenizer = tokenizer_of("llama3", instruct=True)
+    config = InstanceConfig(template=get_template("chat", tokenizer), refusal_id=1, eos_id=tokenizer.eos_token_id)
+    (instance,), _ = build_instances([parsed], tokenizer, config)
+    assert (instance.terms != 0).sum() > 0
+    with pytest.raises(DataError, match="'tools' must be a list of objects"):
+        read_rows([write_jsonl(tmp_path / "bad.jsonl", [{**row, "tools": "get_weather"}])])

@@ -67,6 +67,7 @@ class HelpfulRow:
     messages: Optional[list]
     text: Optional[str]
     where: Where
+    tools: Optional[list] = None  # mlx-lm's chat rows may carry the tools the chat template shows
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ def _parse_messages(value, where: Where) -> list:
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: 'messages' must be a non-empty list")
     for i, message in enumerate(value):
+        if isinstance(message, dict) and "tool_calls" in message and message.get("content") is None:
+            message = {**message, "content": ""}  # an assistant turn that only calls tools (mlx-lm's chat data)
+            value[i] = message
         if not isinstance(message, dict) or not {"role", "content"} <= set(message):
             raise DataError(f"{where}: messages[{i}] needs 'role' and 'content'")
         if message["role"] not in ("system", "user", "assistant", "tool"):
@@ -154,8 +158,11 @@ def parse_row(obj, where: Where) -> Row:
     if {"prompt", "chosen", "rejected"} <= keys:
         return _preference(obj, where)
     if "messages" in keys:
+        tools = obj.get("tools")
+        if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+            raise DataError(f"{where}: 'tools' must be a list of objects (function schemas), as in mlx-lm's chat data")
         return HelpfulRow(_optional_id(obj, where), None, None, _parse_messages(obj["messages"], where),
-                          None, where)
+                          None, where, tools)
     prompt_key = next((k for k in PROMPT_KEYS if k in keys), None)
     response_key = next((k for k in RESPONSE_KEYS if k in keys), None)
     if prompt_key and response_key:

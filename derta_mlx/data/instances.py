@@ -285,7 +285,8 @@ class _Builder:
         if row.messages is not None:
             if not getattr(self.tok, "chat_template", None):
                 raise UserError(f"{source}: 'messages' rows need a model with a chat template")
-            text = self.tok.apply_chat_template(row.messages[:-1], add_generation_prompt=True, tokenize=False)
+            text = self.tok.apply_chat_template(row.messages[:-1], tools=row.tools, add_generation_prompt=True,
+                                                tokenize=False)
             target = continuation_ids(self.tok, row.messages[-1]["content"])
             return [self.helpful_mle(prompt_ids(self.tok, text), target, source)]
         target = continuation_ids(self.tok, self.cfg.template.response_lead + row.response)
