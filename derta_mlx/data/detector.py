@@ -196,6 +196,8 @@ _PIVOT = re.compile(
     rf"(?:\w+\s+)?(?:say|says|describe|show|suggest|note|define|rank|recommend|commonly|often|generally)\b|"
     rf"\bis\s+(?:usually|often|typically|generally)\b)",
     re.IGNORECASE)
+_BARE_PIVOT = re.compile(r"\W*(?:however|that\s+said|that\s+being\s+said|having\s+said\s+that|nevertheless|"
+                         r"nonetheless)\b,?\s+\w", re.IGNORECASE)
 _FILLER = re.compile(
     rf"^\W*(?:I{_A}m\s+(?:so\s+|really\s+|very\s+)?sorry\s+(?:to\s+hear|that\s+you|you)|it\s+sounds\s+like|"
     rf"(?:that|this)\s+(?:can|must|sounds|is)\s+(?:be\s+)?(?:\w+\s+)?(?:painful|hard|difficult|frustrating|"
@@ -310,6 +312,9 @@ def _kind(unit: str, masked: str) -> str:
         return "soft"
     if _PIVOT.search(unit):
         return "redirect" if _ALTERNATIVES.search(unit) else "pivot"
+    if _BARE_PIVOT.match(unit) and not (_DEFLECT_RE.search(unit) or _REASONS.search(unit) or _OFFER.search(unit)
+                                        or _ALTERNATIVES.search(unit) or _soft_in(masked) is not None):
+        return "pivot"  # "However, cucumbers are vegetables ...": the turn to an answer
     if _DEFLECT_RE.search(unit):
         return "deflection"
     if _FILLER.search(unit) or _content_words(unit) < (1 if _ITEM.match(unit) else 3):
