@@ -62,6 +62,21 @@ def score(rows, reader) -> dict:
             "kappa3": cohen_kappa(truth, read)}
 
 
+def reader_speed(folder: Path) -> float:
+    """Milliseconds per response of the refusal reader over every labelled response (best of 3)."""
+    import time
+
+    texts = [r["response"] for split in ("tuning", "heldout") if (folder / f"{split}.jsonl").is_file()
+             for r in read_labelled(folder / f"{split}.jsonl")]
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for text in texts:
+            detect_refusal(text)
+        best = min(best, (time.perf_counter() - start) / max(len(texts), 1) * 1e3)
+    return best
+
+
 def refusal_tables(folder: Path) -> tuple:
     results, lines = {}, []
     names = list(READERS)
@@ -124,10 +139,13 @@ def main() -> int:
     judging, judging_lines = judge_tables(Path(args.data))
     print("Refusal reading: agreement with the labels (2-way: refuses or not; 3-way: compliance / refusal / partial)")
     print("\n".join(reading_lines))
+    speed = reader_speed(Path(args.styles))
+    print(f"reader: {speed:.2f} ms a response (mean over the labelled responses, best of 3)")
     print("\nSafety judge: agreement with the labels; signed error = judge ASR - label ASR (points)")
     print("\n".join(judging_lines))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(args.out), {"styles": str(args.styles), "refusal_reading": reading, "data": str(args.data),
+    write_json(Path(args.out), {"styles": str(args.styles), "refusal_reading": reading, "reader_ms": round(speed, 3),
+                                "data": str(args.data),
                                 "judge": judging})
     print(f"wrote {args.out}")
     return 0
