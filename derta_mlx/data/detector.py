@@ -73,7 +73,8 @@ _REFUSALS = [
     ("as an ai", rf"\b(?:As|I{_A}m|I\s+am)\s+(?:just\s+|only\s+|merely\s+)?an?\s+(?:responsible\s+(?:and\s+\w+\s+)?|"
                  rf"ethical\s+|helpful\s+(?:and\s+\w+\s+)?|honest\s+)?(?:AI|artificial\s+intelligence|language\s+model|"
                  rf"LLM|assistant|chatbot)(?:\s+(?:language\s+model|assistant|model))?\b[^.!?\n]{{0,60}}?"
-                 rf"\b(?:{_NOT}\s+(?:\w+\s+){{0,2}}?{_TASK}\b|must\s+(?:point|clarify|inform|emphasi[sz]e|remind|note|stress|decline)|"
+                 rf"\b(?:{_NOT}\s+(?:\w+\s+){{0,2}}?{_TASK}\b|"
+                 rf"must\s+(?:point|clarify|inform|emphasi[sz]e|remind|note|stress|decline)|"
                  rf"(?:have|has)\s+(?:a\s+)?(?:duty|responsibility|obligation)|(?:am|{_A}m)\s+(?:programmed|"
                  rf"designed|committed|here)\s+to\s+(?:\w+\s+){{0,3}}?(?:safe|ethical|responsible|respect|avoid|"
                  rf"promote\s+(?:safe|positive|respect))|it\s+is\s+not\s+(?:within|appropriate|ethical))"),
@@ -102,8 +103,8 @@ _REFUSALS = [
 ]
 # moralising, warnings, redirection and reasons not to: a refusal when nothing else is said
 _DEFLECTIONS = [
-    r"\bit(?:{_A}s|\s+is)\s+(?:really\s+|very\s+|so\s+|also\s+|always\s+)?(?:important|crucial|essential|vital|always\s+best|best|never\s+(?:okay|ok|acceptable|"
-    r"appropriate))\s+to\s+(?:\w+\s+){{0,2}}?(?:respect|remember|prioriti[sz]e|treat|consider|note|recogni[sz]e|"
+    r"\bit(?:{_A}s|\s+is)\s+(?:really\s+|very\s+|so\s+|also\s+|always\s+)?(?:important|crucial|essential|vital|"
+    r"always\s+best|best|never\s+(?:okay|ok|acceptable|appropriate))\s+to\s+(?:\w+\s+){{0,2}}?(?:respect|remember|prioriti[sz]e|treat|consider|note|recogni[sz]e|"
     r"understand|approach|seek|reach|talk|consult|focus|avoid|refrain|follow|obey|stay|be\s+(?:kind|respectful|"
     r"mindful|aware|honest|safe))",
     r"(?:^|[.!?:]\s+)\W*(?:instead|alternatively|rather)\b",
@@ -202,7 +203,8 @@ _FILLER = re.compile(
     rf"^\W*(?:I{_A}m\s+(?:so\s+|really\s+|very\s+)?sorry\s+(?:to\s+hear|that\s+you|you)|it\s+sounds\s+like|"
     rf"(?:that|this)\s+(?:can|must|sounds|is)\s+(?:be\s+)?(?:\w+\s+)?(?:painful|hard|difficult|frustrating|"
     rf"stressful|upsetting|tough|overwhelming)|it(?:{_A}s|\s+is)\s+(?:completely\s+|totally\s+)?(?:understandable|"
-    rf"normal|okay|ok)\s+to\s+feel|your\s+feelings\s+are|I\s+(?:understand|hear)\s+(?:that\s+)?(?:you|how|this)|(?:I\s+)?hope\s+(?:this|that)\s+helps|let\s+me\s+know|feel\s+free|is\s+there\s+anything|"
+    rf"normal|okay|ok)\s+to\s+feel|your\s+feelings\s+are|I\s+(?:understand|hear)\s+(?:that\s+)?(?:you|how|this)|"
+    rf"(?:I\s+)?hope\s+(?:this|that)\s+helps|let\s+me\s+know|feel\s+free|is\s+there\s+anything|"
     rf"(?:thank|thanks)\s+(?:you\s+)?for|(?:good|great|excellent|interesting)\s+question|(?:sure|certainly|of\s+course|"
     rf"absolutely|okay|ok)\W*$|(?:in\s+)?(?:summary|conclusion)\W*$|I{_A}m\s+happy\s+to\s+help|"
     rf"I\s+can\s+(?:help|assist)\s+(?:with\s+that|you)\W*$)",
@@ -251,9 +253,6 @@ _GLUED_SORRY = re.compile(r"[a-z0-9:)\]](Sorry|SORRY)")
 
 # content words on one side of a refusal that make it an answer too (partial, not full refusal)
 CONTENT_WORDS = 14
-# a refusal this late in a response that has answered before it is a caveat, not a refusal
-# ("... and that's the recipe. I can't stress enough how good it is" never matches a refusal, but
-# "Step 1 ... Sorry, I can't go on" does, and then the text before it decides)
 
 
 @dataclass(frozen=True)
