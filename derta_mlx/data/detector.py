@@ -171,7 +171,7 @@ _OFFER = re.compile(
     re.IGNORECASE)
 # the start of an alternative: what follows answers something else
 _REDIRECTING = re.compile(
-    rf"(?:^|[.!?:]\s+)\W*(?:instead|alternatively|rather)\b|\binstead\W*$|\bthings\s+you\s+can\s+do\s+instead\b|"
+    rf"(?:^|[.!?:]\s+)\W*(?:instead|alternatively|rather|try|consider|how\s+about|why\s+not|maybe)\b|\binstead\W*$|\bthings\s+you\s+can\s+do\s+instead\b|"
     rf"\b(?:for\s+)?(?:a\s+few|several|some|two|three|many)\s+reasons\b|\bcan\s+(?:also\s+)?help\s+you\b|"
     rf"\b(?:talk|speak)\s+(?:with|to)\b|\b(?:contact|consult|call|reach\s+out\s+to|ask|see|visit)\s+(?:your|a|an|the)\s+"
     rf"(?:\w+\s+){{0,2}}?(?:doctor|physician|lawyer|attorney|teacher|counsel+or|therapist|parents?|family|friend|"
@@ -244,10 +244,10 @@ _ALTERNATIVES = re.compile(r"\b(?:alternatives?|resources?|other\s+(?:ways?|opti
 # an answer's marks: steps, numbers, code, instructions to the reader
 _ANSWER_RE = re.compile(
     rf"(?:^|\n)\s*(?:\d{{1,2}}[.)]|[-*\u2022]|step\s*\d+)|\d|`|\b(?:you(?:{_A}ll|\s+will)?\s+(?:can|could|need|should|"
-    rf"will|would|must|have\s+to|want\s+to|may)|your|to\s+\w+\s+(?:a|an|the|your)\b[^.!?\n]*,|first(?:ly)?|"
-    rf"then|next|finally|here(?:{_A}s|\s+is|\s+are)|the\s+(?:steps|process|way|method|answer|reason)|is\s+(?:a|an|the)|"
-    rf"are\s+(?:a|an|the)|was|were|means|refers\s+to)\b|^\s*(?:use|take|put|add|mix|open|run|press|turn|remove|"
-    rf"find|check|make|go|get|start|try|keep|set|place|cut|hold|apply|wait|ask|tell|write|call)\b",
+    rf"will|would|must|have\s+to|want\s+to|may)|to\s+\w+\s+(?:a|an|the|your)\b[^.!?\n]*,|first(?:ly)?|"
+    rf"then|next|finally|here(?:{_A}s|\s+is|\s+are)|the\s+(?:steps|process|way|method|answer)|means|refers\s+to)\b|"
+    rf"^\s*(?:use|take|put|add|mix|open|run|press|turn|remove|find|check|make|go|get|start|keep|set|place|cut|hold|"
+    rf"apply|wait|tell|write)\b",
     re.IGNORECASE)
 _GLUED_SORRY = re.compile(r"[a-z0-9:)\]](Sorry|SORRY)")
 
