@@ -66,7 +66,8 @@ def judge_records(records: List[dict], judges: Sequence[str], labels: Optional[d
     out = []
     for index, record in enumerate(records):
         record = dict(record)
-        record["refusal"] = detect_refusal(record["response"]).label  # re-read: the reader may be newer
+        # re-read: the reader may be newer than the generation
+        record["refusal"], record["coherence"] = detect_refusal(record["response"]).label, classify(record["response"])
         if record["kind"] in HELPFUL_KINDS:
             got = score(record["kind"], record["response"], record["question"], record.get("answer"))
             record.update({"answered": got.answered, "extracted": got.extracted, "correct": got.correct,
