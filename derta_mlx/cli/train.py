@@ -77,6 +77,8 @@ def cmd_launch(args) -> int:
         raise UserError("--ranks must be >= 1")
     check_not_a_rank(True)
     cfg = None if args.resume else config_from_args(args)
+    if cfg is not None:
+        refuse_full_fine_tuning(cfg)
     run_dir = args.resume or (cfg.adapter_path if cfg else None)
     if not run_dir:
         raise UserError("a data-parallel run needs --out RUN (every rank writes to, and resumes from, the same one)")
@@ -192,6 +194,7 @@ def cmd_dry_run(args) -> int:
         cfg = start_or_resume(None, args.resume)[0]
     else:
         cfg = config_from_args(args).validate()
+    refuse_full_fine_tuning(cfg)
     fits, report = memory_check(cfg, args, batches_from_data(cfg))
     print(report)
     return 0 if fits else 1
@@ -275,8 +278,6 @@ def cmd_train(args) -> int:
         raise UserError("--force only applies to --resume RUN")
     if args.resume:
         check_nothing_set_with_resume(args)
-    if not args.resume:
-        refuse_full_fine_tuning(config_from_args(args))
     if args.dry_run:
         return cmd_dry_run(args)
     if args.ranks is not None or args.hosts:
@@ -293,6 +294,8 @@ def cmd_train(args) -> int:
             notify_stderr(message)
 
     cfg = None if args.resume else config_from_args(args)
+    if cfg is not None:
+        refuse_full_fine_tuning(cfg)
     if not gate_on_memory(cfg, args, notify):
         return 1
     notify(accel.describe())
