@@ -3,7 +3,7 @@
 transformers runs a folder's code when a settings file names it (`auto_map`, `custom_pipelines`,
 config's `model_file`) and the caller allows it, or asks on a terminal when the caller says
 nothing. derta-mlx both forbids it at every load (`trust_remote_code=False`, checked by
-tests/test_remote_code.py) and refuses such a folder up front, reading the *parsed* keys: every
+tests/test_safe_paths.py) and refuses such a folder up front, reading the *parsed* keys: every
 object at every depth, duplicates and JSON escapes ("auto\\u005fmap") included.
 """
 

@@ -164,11 +164,11 @@ def load(spec: Optional[str], adapter_path: Optional[str] = None, notify: Notify
 
 
 def load_checked(path: Path, **kwargs):
-    """mlx-lm's load(path) with no remote code, and what check_model_dir cannot see up front (a
-    config whose shapes do not match the weights, say) as a UserError naming the directory."""
+    """mlx-lm's load(path) of a directory ensure_local has checked (check_model_dir: no remote code),
+    still forbidding remote code, and what check_model_dir cannot see up front (a config whose
+    shapes do not match the weights, say) as a UserError naming the directory."""
     from mlx_lm import load as mlx_load
 
-    check_no_remote_code(path)
     try:
         return mlx_load(str(path), trust_remote_code=False, tokenizer_config={"trust_remote_code": False}, **kwargs)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
