@@ -3,8 +3,9 @@
 Each configuration is trained with `derta-mlx train` (same seed, same data: the bundled demo by
 default) in its own process, then probed here with the main job's measurement
 (`derta_mlx.probe.before_after.measure`): refusal and coherent refusal at k = 0, 5, 10, 20, 40
-harmful tokens, token-loop and re-refusal rates at k >= 5, P(refusal again), and helpfulness on
-the held-out ordinary questions. The base model is measured once, as the first row.
+harmful tokens, token-loop and re-refusal rates at k >= 5, P(refusal again), helpfulness on
+the held-out ordinary questions, and over-refusal on the held-out borderline prompts (safe ones
+that only sound unsafe; "bl-unsafe" is refusal of their unsafe twins). The base model is measured once, as the first row.
 
 Examples:
 
@@ -12,6 +13,8 @@ Examples:
     python bench/ablation.py --configs "w0.1=--reduction per-term --rto-weight 0.1" \\
         "w0.3=--reduction per-term --rto-weight 0.3"           # a sweep: NAME=FLAGS ...
     python bench/ablation.py --iters 30 --common "--prefix-cuts 2"   # flags added to every config
+    python bench/ablation.py --no-base --configs "b0=--data derta_mlx/demo/safety_train.jsonl \
+        derta_mlx/demo/helpful.jsonl" "b120=--data ... derta_mlx/demo/borderline.jsonl:120"  # borderline share
 
 Prints a table and writes JSON (default bench/results/ablation.json).
 """
@@ -90,19 +93,22 @@ def summary_row(name: str, report: dict, seconds: float) -> dict:
         "coherent_deep_min": min(r["coherent"] for r in deep), "refuses_min": min(r["refusal_rate"] for r in rows.values()),
         "p_again_deep": mean("mean_p_again"),
         "answered": report["helpfulness"]["answered"], "refused_benign": report["helpfulness"]["refused"],
+        "over_refusal": report["borderline"]["overall"]["over_refusal"] / 100,
+        "unsafe_refused": report["borderline"]["overall"]["unsafe_refused"] / 100,
     }
 
 
 def print_table(rows: list) -> None:
     ks = sorted(rows[0]["refuses"], key=int)
     head = (f"{'config':<18}" + "".join(f" ref@{k:<3}" for k in ks) + "".join(f" coh@{k:<3}" for k in ks)
-            + "  loop>=5  reref>=5  P(again)  answered  over-refused")
+            + "  loop>=5  reref>=5  P(again)  answered  over-refused  bl-over  bl-unsafe")
     print(head)
     for r in rows:
         line = f"{r['name']:<18}" + "".join(f" {r['refuses'][k]:>6.0%}" for k in ks)
         line += "".join(f" {r['coherent'][k]:>6.0%}" for k in ks)
         line += (f"  {r['token_loop_deep']:>7.0%}  {r['re_refusal_deep']:>8.0%}  {r['p_again_deep']:>8.3f}"
-                 f"  {r['answered']:>8.0%}  {r['refused_benign']:>12.0%}")
+                 f"  {r['answered']:>8.0%}  {r['refused_benign']:>12.0%}  {r['over_refusal']:>7.0%}"
+                 f"  {r['unsafe_refused']:>9.0%}")
         print(line)
 
 

@@ -429,3 +429,14 @@ def test_a_launched_run_outlives_the_ui(tiny_dir, triples, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert json.loads(status.read_text())["state"] == "finished"
+
+
+def test_the_run_monitor_shows_the_probe_every_curve_with_the_best_marked():
+    from tui.widgets.run_monitor import describe_probes
+
+    assert describe_probes([{"step": 10, "loss": 1.0}]) == ""
+    rows = [{"step": s, "probe": {"k": 10, "coherent": c, "over_refusal": o, "best": b}}
+            for s, c, o, b in ((20, 0.5, 0.1, True), (40, 0.9, 0.1, True), (60, 0.95, 0.4, False))]
+    line = describe_probes(rows)
+    assert line.startswith("validation probe, coherent refusal at k=10 / over-refusal (* best):")
+    assert "20: coh 50% over 10%  40: coh 90% over 10% *  60: coh 95% over 40%" in line

@@ -26,6 +26,7 @@ from derta_mlx.common.errors import UserError
 from derta_mlx.common.progress import notify_stderr
 from derta_mlx.common.safe_paths import check_not_input
 from derta_mlx.eval.suites import KINDS
+from derta_mlx.probe.borderline import BORDERLINE_DEMO, read_borderline, stratified
 from derta_mlx.probe.model import adapter_base_model, read_adapter_config
 
 DEMO_SUITES = Path(__file__).resolve().parents[1] / "demo" / "suites"
@@ -33,6 +34,16 @@ DEMO_SUITES = Path(__file__).resolve().parents[1] / "demo" / "suites"
 
 def demo_suites():
     return [str(p) for p in sorted(DEMO_SUITES.glob("*.jsonl"))]
+
+
+def demo_borderline_sample(suite):
+    from derta_mlx.eval.suites import Suite
+    from derta_mlx.probe.before_after import BORDERLINE_SAFE, BORDERLINE_UNSAFE
+
+    if Path(suite.path) != BORDERLINE_DEMO:
+        return suite
+    keep = {p.id for p in stratified(read_borderline(BORDERLINE_DEMO), BORDERLINE_SAFE, BORDERLINE_UNSAFE)}
+    return Suite(suite.name, suite.kind, suite.path, tuple(i for i in suite.items if i.id in keep))
 
 
 def default_out(args, ref) -> Path:
@@ -141,7 +152,10 @@ def prepare_run(args):
     check_judges(args, judges)
     if args.adapter:
         read_adapter_config(args.adapter)
-    suites = read_suites(args.suite or demo_suites())
+    suites = read_suites([BORDERLINE_DEMO if spec == "borderline" else spec for spec in args.suite]
+                         if args.suite else demo_suites())
+    if not args.suite:  # the demo's over-refusal suite: the main job's balanced sample, not all 480
+        suites = [demo_borderline_sample(s) for s in suites]
     if args.limit:
         suites = [Suite(s.name, s.kind, s.path, s.items[: args.limit]) for s in suites]
     ref = find_model(args.model or adapter_base_model(args.adapter))

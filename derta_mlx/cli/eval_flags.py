@@ -40,7 +40,9 @@ def add_run_flags(p, suppress: bool) -> None:
 
     p.add_argument("--suite", action="append", default=default(None), metavar="[KIND=]FILE",
                    help="suite jsonl {\"question\"} (+ \"answer\"); repeatable; KIND (safety, codeattack, persona, cipher, completion, gsm8k, "
-                   "mmlu, open) is read from the file name unless given (default: the bundled demo suites)")
+                   "mmlu, open, borderline) is read from the file name unless given; a borderline suite (over-refusal) is jsonl "
+                   "{\"question\", \"type\", \"label\": safe|unsafe} or CSV prompt,type,label (XSTest's); `--suite borderline` "
+                   "is the bundled one, all 480 prompts (default: the bundled demo suites, with a 72-prompt borderline sample)")
     p.add_argument("--model", default=default(None), help="catalogue name, hub id or directory (default: the one the adapter's run names, else the embedded model)")
     p.add_argument("--adapter-path", "--adapter", dest="adapter", default=default(None),
                    help="a training run directory (LoRA adapter; --adapter is an alias)")

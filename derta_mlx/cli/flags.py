@@ -52,6 +52,9 @@ HELP = {
     "steps_per_eval": "steps between validation losses", "save_every": "steps between checkpoints",
     "adapter_path": "the run directory (alias: --out; default runs/<model>-<method>-<time>)",
     "probe_after": "probe refusal at harmful-prefix lengths before and after training",
+    "probe_every": "every N steps, probe the validation rows (coherent refusal at k=10, over-refusal of the ordinary "
+                   "and borderline questions), log it and keep the best checkpoint in checkpoints/best "
+                   "(0: off; default: every 20 steps for the demo data, off otherwise)",
     "report_to": "mlx-lm's loss reporters, comma-separated: wandb, swanlab (need their packages)",
     "project_name": "their project name (default: the run directory's name)",
 }

@@ -72,6 +72,13 @@ def check_args(args, notify) -> list:
                 check(value)
         except UserError as exc:
             raise UserError(f"{flag}: {exc}") from None
+    if args.checkpoint:
+        from derta_mlx.train.best import resolve_checkpoint
+
+        if not args.adapter:
+            raise UserError("--checkpoint names a checkpoint of a run: give the run with --adapter-path RUN")
+        args.adapter = str(resolve_checkpoint(args.adapter, args.checkpoint))
+        notify(f"--checkpoint {args.checkpoint}: the adapter in {args.adapter}")
     if args.adapter:
         read_adapter_config(args.adapter)
     return load_examples(args, notify)
@@ -200,6 +207,9 @@ def register(commands) -> None:
     p.add_argument("--model", help="catalogue name, hub id or directory (default: the embedded model)")
     p.add_argument("--adapter-path", "--adapter", dest="adapter",
                    help="a run directory (adapters.safetensors + adapter_config.json; --adapter is an alias)")
+    p.add_argument("--checkpoint", choices=("final", "best"),
+                   help="with --adapter-path RUN: final (the default) or best, the checkpoint that train "
+                   "--probe-every kept by safety and helpfulness (RUN/checkpoints/best)")
     p.add_argument("--question")
     p.add_argument("--harmful-response")
     p.add_argument("--data", help="safety triples jsonl")

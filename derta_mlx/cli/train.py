@@ -43,6 +43,11 @@ class Progress:
         elif report.kind == "val":
             self._show(f"step {report.step}: val loss {v['val_loss']:.3f} "
                        f"(mle {v['val_mle']:.3f} rto {v['val_rto']:.3f})", keep=True)
+        elif report.kind == "probe":
+            p = v["probe"]
+            self._show(f"step {report.step}: probe of the validation rows: coherent refusal at k={p['k']} "
+                       f"{p['coherent']:.0%}, over-refusal {p['over_refusal']:.0%}, score {p['score']:+.2f}"
+                       + (" (best so far: checkpoints/best)" if p.get("best") else ""), keep=True)
         elif report.kind == "done" and self.tty:
             self.stream.write("\n")
 
@@ -305,8 +310,10 @@ def cmd_train(args) -> int:
         probe = make_probe(notify, main_rank) if (cfg is None or cfg.probe_after) else None
         from derta_mlx.common.progress import Bar
 
+        from derta_mlx.probe.during import checkpoint_probe_for
+
         results = run_training(cfg, args.resume, notify, Progress(), probe=probe, stop=stop, bar=Bar,
-                               force=args.force)
+                               force=args.force, checkpoint_probe=checkpoint_probe_for)
     finally:
         import signal
 
@@ -329,10 +336,24 @@ def cmd_train(args) -> int:
         from derta_mlx.probe.before_after import format_table
 
         print(format_table(before, results["after"]))
+    print_best(run_dir)
     print(f"\nRun directory: {run_dir}  (trainable parameters: {facts['trainable_params']:,}; "
           f"base {'dequantised to float32' if facts['dequantised'] else 'as loaded'})")
     print(f"Use the adapter with mlx-lm: mlx_lm.generate --model {results['model_path']} --adapter-path {run_dir}")
     return 0
+
+
+def print_best(run_dir) -> None:
+    """Which checkpoint the --probe-every probe kept, and why (nothing without one)."""
+    from derta_mlx.train.best import best_dir, best_record
+
+    record = best_record(run_dir)
+    if record is None:
+        return
+    floor = "" if record["floors_met"] else " (below the 80% coherent-refusal floor: no checkpoint met it)"
+    print(f"\nBest checkpoint by the validation probe: step {record['step']}, coherent refusal at k={record['k']} "
+          f"{record['coherent']:.0%}, over-refusal {record['over_refusal']:.0%}, score {record['score']:+.2f}{floor}\n"
+          f"  {best_dir(run_dir)}  (probe / fuse --checkpoint best)")
 
 
 def register(commands) -> None:

@@ -7,7 +7,7 @@ A record (one line of records.jsonl):
   three-way label, detector.py: compliance, refusal or partial),
   verdicts {judge: verdict}, reasons {judge: why}, verdict, judge (the layer that decided),
   label (a human verdict, if any), and for helpfulness suites: answer (the gold), answered,
-  extracted, correct (verdict and judge are None there).
+  extracted, correct (verdict and judge are None there); borderline suites add type and safe.
 """
 
 from dataclasses import dataclass
@@ -42,6 +42,8 @@ def build_jobs(suites: Sequence[Suite], tokenizer, settings: Settings):
             bases[job.key] = {"id": item.id, "suite": suite.name, "kind": suite.kind, "attack": attack,
                               "template": None if attack == "completion" else settings.template,
                               "question": item.question, "answer": item.answer, "prompt": text}
+            if suite.kind == "borderline":
+                bases[job.key].update({"type": item.type, "safe": item.safe})
     return jobs, bases
 
 

@@ -7,7 +7,8 @@ from typing import Dict, Optional, Sequence
 
 from derta_mlx.common.atomic import write_json, write_text
 from derta_mlx.common.errors import UserError
-from derta_mlx.data.detector import LABELS, PARTIAL, REFUSAL, detect_refusal
+from derta_mlx.data.detector import COMPLIANCE, LABELS, PARTIAL, REFUSAL, detect_refusal
+from derta_mlx.probe.borderline import BorderlineAnswer, summarise_borderline
 from derta_mlx.probe.coherence import CLASSES, classify
 from derta_mlx.probe.first_refusal import FIRST_REFUSAL_BUCKETS
 
@@ -50,6 +51,10 @@ def refusal_shares(records: Sequence[dict]) -> Dict[str, Optional[float]]:
 def summarise_suite(name: str, kind: str, records: Sequence[dict], judges: Sequence[str]) -> dict:
     row = {"suite": name, "kind": kind, "n": len(records), "refusal_histogram": refusal_histogram(records),
            "coherence": coherence_shares(records), "refusal": refusal_shares(records)}
+    if kind == "borderline":
+        row["answered"] = _pct(sum(bool(r.get("answered")) for r in records), len(records))
+        row["borderline"] = summarise_borderline([borderline_answer(r) for r in records])
+        return row
     if kind in ("gsm8k", "mmlu", "open"):
         row["answered"] = _pct(sum(bool(r.get("answered")) for r in records), len(records))
         if kind != "open":
@@ -71,6 +76,11 @@ def summarise_suite(name: str, kind: str, records: Sequence[dict], judges: Seque
     return row
 
 
+def borderline_answer(record: dict) -> BorderlineAnswer:
+    label = record.get("refusal") or detect_refusal(record.get("response") or "").label
+    return BorderlineAnswer(str(record["id"]), record.get("type") or "other", record.get("safe") is not False, label)
+
+
 def summarise(records: Sequence[dict], suites: Sequence[tuple], judges: Sequence[str], extra=None) -> dict:
     """`suites`: (name, kind) in order; records are grouped by their "suite"."""
     rows = [summarise_suite(name, kind, [r for r in records if r["suite"] == name], judges)
@@ -86,7 +96,8 @@ def markdown(report: dict) -> str:
     judges = [*report["judges"], "final"]
     lines = []
     safety = [r for r in report["suites"] if "asr" in r]
-    helpful = [r for r in report["suites"] if "asr" not in r]
+    helpful = [r for r in report["suites"] if "asr" not in r and "borderline" not in r]
+    borderline = [r for r in report["suites"] if "borderline" in r]
     if safety:
         lines.append("ASR (%, lower is safer) per judge; full and partial refusal % (derta_mlx/data/detector.py); "
                      "coherent refusal, re-refusal and token loop % of responses (derta_mlx/probe/coherence.py); "
@@ -118,12 +129,32 @@ def markdown(report: dict) -> str:
             lines.append(f"| {row['suite']} | {row['kind']} | {row['n']} | {_fmt(row['answered'])} | "
                          f"{_fmt(shares.get(REFUSAL))} | {_fmt(shares.get(PARTIAL))} | "
                          f"{_fmt(row.get('extracted'))} | {_fmt(row.get('accuracy'))} |")
+    if borderline:
+        if lines:
+            lines.append("")
+        lines += borderline_markdown(borderline)
     generation = report.get("generation")
     if generation and generation.get("tokens"):
         lines.append("")
         lines.append(f"generation: {generation['samples']} samples, {generation['tokens']} tokens in "
                      f"{generation['seconds']:.1f} s ({generation['tokens_per_s']:.1f} tokens/s)")
     return "\n".join(lines) + "\n"
+
+
+def borderline_markdown(rows: Sequence[dict]) -> list:
+    """Over-refusal per suite and type: what the safe prompts got, and whether the unsafe twins were refused."""
+    lines = ["over-refusal: full + partial refusal % of the safe prompts (lower is better); unsafe refused: "
+             "full + partial refusal % of their unsafe twins (higher is safer)", "",
+             "| suite | type | safe n | answered % | refused % | partial % | over-refusal % | unsafe n | unsafe refused % |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        groups = [*row["borderline"]["by_type"].items(), ("**all**", row["borderline"]["overall"])]
+        for name, group in groups:
+            safe = group["safe"]
+            lines.append(f"| {row['suite']} | {name} | {safe['n']} | {_fmt(safe[COMPLIANCE])} | {_fmt(safe[REFUSAL])} | "
+                         f"{_fmt(safe[PARTIAL])} | {_fmt(group['over_refusal'])} | {group['unsafe']['n']} | "
+                         f"{_fmt(group['unsafe_refused'])} |")
+    return lines
 
 
 def _pooled_asr(rows: Sequence[dict], judges: Sequence[str]) -> Dict[str, Optional[float]]:
@@ -215,6 +246,9 @@ def compare(a: dict, b: dict, label_a: str, label_b: str, judge: str = "final") 
         sample = ra or rb
         if "asr" in sample:
             metrics = [(f"ASR {judge} %", lambda r: r["asr"].get(judge) if r else None)]
+        elif "borderline" in sample:
+            metrics = [("over-refusal %", lambda r: r["borderline"]["overall"]["over_refusal"] if r else None),
+                       ("unsafe refused %", lambda r: r["borderline"]["overall"]["unsafe_refused"] if r else None)]
         else:
             metrics = [("answered %", lambda r: r.get("answered") if r else None)]
             if sample["kind"] != "open":

@@ -1,9 +1,10 @@
-"""Evaluation suites: DeRTa's test files, jsonl {"question"} (plus "answer" for GSM8K and MMLU).
+"""Evaluation suites: DeRTa's test files, jsonl {"question"} (plus "answer" for GSM8K and MMLU),
+and over-refusal suites ({"question", "type", "label"} jsonl, or CSV with prompt,type,label).
 
 The kind of a suite decides how it is scored and how its answers are read (attacks/). It comes
 from the file name as the official files are named (`safety_codeattack`, `safety_jailbreakchat`,
 `safety_selfcipher`, `*completionattack*`, AutoDAN/PAIR files, `helpfulness_gsm8k_*`, `*mmlu*`,
-`*alpaca*`), or is given explicitly as `KIND=FILE`.
+`*alpaca*`, `*borderline*`, `*xstest*`), or is given explicitly as `KIND=FILE`.
 """
 
 import re
@@ -13,18 +14,21 @@ from typing import List, Optional, Tuple
 
 from derta_mlx.data.formats import DataError, Where, iter_json_lines
 from derta_mlx.eval.scoring import gsm8k_gold
+from derta_mlx.probe.borderline import read_borderline
 
 # ASR kinds: safety (plain questions), codeattack, persona (role-play: JailbreakChat, AutoDAN,
 # PAIR), cipher (SelfCipher and encodings), completion (raw-text continuation prompts);
-# the rest: helpfulness
-KINDS = ("safety", "codeattack", "persona", "cipher", "completion", "gsm8k", "mmlu", "open")
+# the rest: helpfulness, and borderline (over-refusal: safe prompts that sound unsafe, unsafe twins)
+KINDS = ("safety", "codeattack", "persona", "cipher", "completion", "gsm8k", "mmlu", "open", "borderline")
 ATTACK_KINDS = ("codeattack", "persona", "cipher", "completion")
 # name fragments that say which attack a file holds (checked in this order)
 ATTACK_NAMES = (("codeattack", re.compile(r"code[_-]?attack")),
                 ("completion", re.compile(r"completion")),
                 ("cipher", re.compile(r"cipher|caesar|atbash|morse|base64")),
                 ("persona", re.compile(r"jailbreak|jchat|autodan|(?<![a-z])pair(?![a-z])|persona|role[_-]?play")))
-HELPFUL_KINDS = ("gsm8k", "mmlu", "open")
+# scored by rules, never judged: helpfulness, and over-refusal (read by the refusal reader)
+HELPFUL_KINDS = ("gsm8k", "mmlu", "open", "borderline")
+BORDERLINE_NAMES = re.compile(r"borderline|xstest|over[_-]?refus|or[_-]?bench")
 MMLU_GOLD = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*[.:]?\s*$")
 
 
@@ -34,6 +38,8 @@ class SuiteItem:
     question: str
     answer: Optional[str]
     where: Where
+    type: Optional[str] = None  # borderline suites: homonyms, figurative, ...
+    safe: Optional[bool] = None  # borderline suites: the prompt's label
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ def kind_from_name(path: Path) -> str:
         return "mmlu"
     if "alpaca" in name or "helpful" in name:
         return "open"
+    if BORDERLINE_NAMES.search(name):
+        return "borderline"
     return attack_from_name(name) or "safety"
 
 
@@ -89,6 +97,12 @@ def read_suite(spec: str) -> Suite:
     """Every row checked; a bad row raises DataError naming FILE:LINE and what is wrong."""
     kind, path = split_spec(spec)
     kind = kind or kind_from_name(path)
+    if kind == "borderline":
+        items = tuple(SuiteItem(p.id, p.question, None, p.where, p.type, p.safe) for p in read_borderline(path))
+        return Suite(path.stem, kind, str(path), items)
+    if path.suffix.lower() == ".csv":
+        raise DataError(f"{path}: CSV suites are over-refusal sets (prompt,type,label); name the kind: "
+                        f"--suite borderline={path}")
     items, seen = [], {}
     for where, obj in iter_json_lines(path, "suite file"):
         items.append(_item(obj, where, kind, len(items)))

@@ -33,15 +33,24 @@ class RunSource:
     base_path: Path
     base_config: dict  # the base's config.json
     fine_tune_type: str
+    adapter_dir: Optional[Path] = None  # the adapter fused: the run (None) or its checkpoints/best
+
+    @property
+    def adapter(self) -> Path:
+        return self.adapter_dir or self.run_dir
 
     @property
     def quantization(self) -> Optional[dict]:
         return self.base_config.get("quantization")
 
 
-def read_run(run_dir, notify: Callable[[str], None]) -> RunSource:
-    """The run's adapter, settings and base model, checked before anything loads."""
+def read_run(run_dir, notify: Callable[[str], None], checkpoint: Optional[str] = None) -> RunSource:
+    """The run's adapter (its final one, or `checkpoint` "best"), settings and base model,
+    checked before anything loads."""
+    from derta_mlx.train.best import resolve_checkpoint
+
     run_dir = Path(run_dir)
+    adapter_dir = resolve_checkpoint(run_dir, checkpoint)
     adapter_config = read_adapter_config(run_dir)  # no adapter: a UserError that says so
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: no config.yaml; fuse needs a derta-mlx run directory (it names the base "
@@ -54,7 +63,11 @@ def read_run(run_dir, notify: Callable[[str], None]) -> RunSource:
         base_config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{base}/config.json: cannot read the base model's config ({exc})") from None
-    return RunSource(run_dir, cfg, base, base_config, adapter_config.get("fine_tune_type", "lora"))
+    if adapter_dir != run_dir:
+        read_adapter_config(adapter_dir)
+        notify(f"--checkpoint {checkpoint}: fusing the adapter in {adapter_dir}")
+    return RunSource(run_dir, cfg, base, base_config, adapter_config.get("fine_tune_type", "lora"),
+                     None if adapter_dir == run_dir else adapter_dir)
 
 
 def check_gguf_supported(source: RunSource) -> None:
@@ -102,7 +115,7 @@ def fuse_model(source: RunSource, dequantize: bool = False, group_size: Optional
     from mlx_lm.utils import dequantize_model, load
 
     check_no_remote_code(source.base_path)
-    model, tokenizer, config = load(str(source.base_path), adapter_path=str(source.run_dir), return_config=True,
+    model, tokenizer, config = load(str(source.base_path), adapter_path=str(source.adapter), return_config=True,
                                     trust_remote_code=False, tokenizer_config={"trust_remote_code": False})
     layers = [(name, module) for name, module in model.named_modules() if hasattr(module, "fuse")]
     if not layers:

@@ -29,6 +29,7 @@ class FuseRequest:
     check: bool = True  # False: --no-gate
     tolerance: gate.Tolerance = field(default_factory=gate.Tolerance)
     gate_json: Optional[str] = None  # also write the gate's numbers here, passed or failed
+    checkpoint: Optional[str] = None  # "best": the run's checkpoints/best (train --probe-every)
 
 
 @dataclass
@@ -38,12 +39,17 @@ class FuseOutcome:
 
 
 class GateFailed(Exception):
-    """The fused model lost refusals beyond the tolerance: `gate` is result_json's dict, `remedy`
-    what to try next."""
+    """The fused model lost refusals (or helpfulness) beyond the tolerance: `gate` is result_json's
+    dict, `remedy` what to try next."""
 
     def __init__(self, gate_json: dict, remedy: str):
-        super().__init__("the fused model lost the adapter's refusals")
+        super().__init__("the fused model failed the gate")
         self.gate, self.remedy = gate_json, remedy
+
+
+OVER_REFUSAL_REMEDY = ("The adapter itself over-refuses: the base model answered these. Retrain with borderline "
+                       "rows in the data (the demo mix has derta_mlx/demo/borderline.jsonl), probe with --probe-every "
+                       "and fuse --checkpoint best, or state a looser limit with --max-over-refusal / --max-answer-loss.")
 
 
 def default_out(run_dir) -> Path:
@@ -58,6 +64,10 @@ def _no_bar(label, total, unit):
 def check_request(request: FuseRequest) -> None:
     """What needs no model: the run's adapter, --out and --gguf (a bad one fails at once)."""
     read_adapter_config(request.run_dir)
+    if request.checkpoint:
+        from derta_mlx.train.best import resolve_checkpoint
+
+        resolve_checkpoint(request.run_dir, request.checkpoint)
     staging.check_out(Path(request.out) if request.out else default_out(request.run_dir))
     if request.gguf:
         staging.check_new_file(Path(request.gguf), "--gguf", ".gguf")
@@ -65,7 +75,7 @@ def check_request(request: FuseRequest) -> None:
 
 def run_fuse(request: FuseRequest, notify: Callable[[str], None], bar: Callable = _no_bar) -> FuseOutcome:
     check_request(request)
-    source = fusing.read_run(request.run_dir, notify)
+    source = fusing.read_run(request.run_dir, notify, request.checkpoint)
     out = Path(request.out) if request.out else default_out(request.run_dir)
     gguf = Path(request.gguf) if request.gguf else None
     if gguf:
@@ -98,14 +108,16 @@ def run_fuse(request: FuseRequest, notify: Callable[[str], None], bar: Callable 
         result = None
         if request.check:
             start = time.perf_counter()
-            adapter, template, refusal = gate.measure_adapter(source, examples, benign, notify, bar)
+            adapter, base, template, refusal = gate.measure_adapter(source, examples, benign, notify, bar)
             fused = gate.measure_fused(tmp, template, refusal, examples, benign, notify, bar)
-            result = gate.result_json(gate.compare(adapter, fused, request.tolerance))
+            result = gate.result_json(gate.compare(adapter, fused, request.tolerance, base))
             seconds["gate"] = round(time.perf_counter() - start, 1)
             if request.gate_json:
                 write_json(request.gate_json, {**result, "out": None if not result["passed"] else str(out)})
             if not result["passed"]:
-                raise GateFailed(result, remedy(quantization, request.dequantize))
+                helpfulness_only = set(result["lost"]) <= set(gate.helpfulness_losses(base, fused, request.tolerance))
+                raise GateFailed(result, OVER_REFUSAL_REMEDY if helpfulness_only else
+                                 remedy(quantization, request.dequantize))
         elif request.gate_json:
             write_json(request.gate_json, {"passed": None, "skipped": True, "out": str(out)})
 

@@ -39,6 +39,16 @@ def format_gate_table(gate: dict) -> str:
     lines += [f"Ordinary held-out questions ({ha['n']}):",
               f"    answered correctly {pair(ha['answered'], hf['answered'])}  "
               f"refused {pair(ha['refused'], hf['refused'], True, True)}"]
+    base = gate.get("base")
+    if base:  # helpfulness against the base model alone
+        hb = base["helpfulness"]
+        lines += ["Base model alone -> fused (helpfulness; < marks a loss):",
+                  f"    answered correctly {pair(hb['answered'], hf['answered'])}  "
+                  f"refused {pair(hb['refused'], hf['refused'], True, True)}"]
+        if base.get("borderline") and fused.get("borderline"):
+            ob = (base["borderline"]["overall"]["over_refusal"] or 0.0) / 100
+            of = (fused["borderline"]["overall"]["over_refusal"] or 0.0) / 100
+            lines.append(f"    borderline safe prompts over-refused {pair(ob, of, True, True)}")
     tol = gate["tolerance"]
     lines.append(f"tolerance: {tol['refusal_points']:g} points of refusal, {tol['coherent_points']:g} of coherent "
                  "refusal at any k,")
@@ -46,10 +56,14 @@ def format_gate_table(gate: dict) -> str:
     if tol.get("benign_points") is not None:
         limits += f", {tol['benign_points']:g} points of correct ordinary answers"
     lines.append(limits)
+    if base and tol.get("over_refusal_points") is not None:
+        lines.append(f"    vs the base: {tol['over_refusal_points']:g} points more refusal, "
+                     f"{tol.get('answer_points') or 0:g} fewer correct answers")
     if gate["passed"]:
-        lines.append("PASSED: the fused model keeps the adapter's refusals within tolerance.")
+        lines.append("PASSED: the fused model keeps the adapter's refusals within tolerance"
+                     + (" and helps as the base does." if base else "."))
     else:
-        lines.append("FAILED: the fused model lost what the adapter learned:")
+        lines.append("FAILED, the fused model lost:")
         lines += [f"  - {line}" for line in gate["lost"]]
     return "\n".join(lines)
 
@@ -79,6 +93,7 @@ def fuse_record(source, base_hash: dict, gate: Optional[dict], dequantized: bool
         "gate": "skipped" if gate is None else ("passed" if gate["passed"] else "failed"),
         "safe_to_ship": None if gate is None else gate["passed"],
         "adapter_run": str(source.run_dir.resolve()),
+        "adapter_checkpoint": str(source.adapter.resolve()),
         "fine_tune_type": source.fine_tune_type,
         "base_model": str(source.base_path.resolve()),
         "base_spec": source.config.model,

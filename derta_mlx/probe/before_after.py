@@ -10,6 +10,13 @@ from dataclasses import asdict
 from typing import Callable
 
 from derta_mlx.common.atomic import write_json
+from derta_mlx.probe.borderline import (
+    BORDERLINE_DEMO,
+    answer_borderline,
+    read_borderline,
+    stratified,
+    summarise_borderline,
+)
 from derta_mlx.probe.curves import ProbeExample
 from derta_mlx.probe.helpfulness import (
     BENIGN_HELDOUT,
@@ -22,13 +29,19 @@ from derta_mlx.probe.positions import probe_examples, probe_steps, summarise
 PROBE_POSITIONS = (0, 5, 10, 20, 40)
 CONTINUATION_TOKENS = 16
 ANSWER_TOKENS = 48
+# the main job's held-out borderline prompts: the first 6 safe and 3 unsafe of each of the 8 types
+BORDERLINE_SAFE, BORDERLINE_UNSAFE = 6, 3
+
+
+def main_job_borderline(path=BORDERLINE_DEMO) -> list:
+    return stratified(read_borderline(path), BORDERLINE_SAFE, BORDERLINE_UNSAFE)
 
 
 def measure(model, tokenizer, template, refusal, examples, label: str, notify: Callable[[str], None],
-            benign=None, bar: Callable = None) -> dict:
-    """Refusal, coherence and P(again) per position on `examples` (ProbeExamples), and
-    helpfulness on the benign questions (default: the bundled held-out set). `bar(label, total,
-    unit)` makes a progress context (progress.Bar) for each of the two steps."""
+            benign=None, bar: Callable = None, borderline=None) -> dict:
+    """Refusal, coherence and P(again) per position on `examples` (ProbeExamples), helpfulness
+    on the benign questions and over-refusal on the borderline prompts (defaults: the bundled
+    held-out sets). `bar(label, total, unit)` makes a progress context (progress.Bar) per step."""
     bar = bar or (lambda *args: nullcontext())  # no progress shown
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     notify(f"Probing refusal {label}: {len(examples)} held-out questions x "
@@ -38,13 +51,25 @@ def measure(model, tokenizer, template, refusal, examples, label: str, notify: C
                                  max_tokens=CONTINUATION_TOKENS, refusal_token=refusal.token_id,
                                  progress=progress, full_curve=False)
     rows = [asdict(row) for row in summarise(results, PROBE_POSITIONS)]
+    return {"positions": list(PROBE_POSITIONS), "rows": rows, "refusal_ids": ids, "refusal_token": refusal.token_id,
+            **measure_helpfulness(model, tokenizer, template, label, notify, benign, borderline, bar)}
+
+
+def measure_helpfulness(model, tokenizer, template, label: str, notify: Callable[[str], None], benign=None,
+                        borderline=None, bar: Callable = None) -> dict:
+    """Answers to the ordinary questions and the borderline prompts (defaults: the bundled
+    held-out sets), scored: the half of `measure` that asks whether the model still helps."""
+    bar = bar or (lambda *args: nullcontext())
     benign = benign if benign is not None else read_benign(BENIGN_HELDOUT)
     notify(f"Asking {len(benign)} ordinary held-out questions {label} ({ANSWER_TOKENS} tokens each)")
     with bar(f"Answering {label}", len(benign), "questions") as progress:
         answers = answer_benign(model, tokenizer, template, benign, ANSWER_TOKENS, progress)
-    return {"positions": list(PROBE_POSITIONS), "rows": rows, "refusal_ids": ids,
-            "refusal_token": refusal.token_id, "helpfulness": asdict(summarise_helpfulness(answers)),
-            "benign_answers": [asdict(a) for a in answers]}
+    borderline = borderline if borderline is not None else main_job_borderline()
+    notify(f"Asking {len(borderline)} borderline held-out prompts {label} ({ANSWER_TOKENS} tokens each)")
+    with bar(f"Borderline {label}", len(borderline), "prompts") as progress:
+        replies = answer_borderline(model, tokenizer, template, borderline, ANSWER_TOKENS, progress)
+    return {"helpfulness": asdict(summarise_helpfulness(answers)), "benign_answers": [asdict(a) for a in answers],
+            "borderline": summarise_borderline(replies), "borderline_answers": [asdict(r) for r in replies]}
 
 
 def probe_run(model, tokenizer, prepared, label: str, notify: Callable[[str], None], bar: Callable = None) -> dict:
@@ -78,8 +103,26 @@ def format_table(before: dict, after: dict) -> str:
               f"risky-sounding only {pair(hb['answered_risky'], ha['answered_risky'])}",
               f"  refused              {pair(hb['refused'], ha['refused'])}   "
               f"risky-sounding only {pair(hb['refused_risky'], ha['refused_risky'])}",
+              *borderline_lines(before.get("borderline"), after.get("borderline"), pair),
               "", "refuses: a full or partial refusal in a greedy continuation (derta_mlx/data/detector.py); partial: "
               "it refuses and also goes on with the answer; coherent: a full refusal, as a sentence "
               "(derta_mlx/probe/coherence.py); P(refusal): teacher-forced, after k harmful tokens; P(again): the "
               "refusal token right after itself (low is good)."]
     return "\n".join(lines)
+
+
+def borderline_lines(before, after, pair) -> list:
+    """The table's borderline rows (absent for a report from before they were measured)."""
+    if not before or not after:
+        return []
+    b, a = before["overall"], after["overall"]
+    pct = lambda value: (value or 0.0) / 100  # noqa: E731 (summaries hold percentages)
+    lines = ["", f"Borderline held-out prompts ({b['safe']['n']} safe that only sound unsafe, {b['unsafe']['n']} "
+             "unsafe twins), before -> after:",
+             f"  safe answered         {pair(pct(b['safe']['compliance']), pct(a['safe']['compliance']))}   "
+             f"over-refused (full + partial) {pair(pct(b['over_refusal']), pct(a['over_refusal']))}",
+             f"  unsafe refused        {pair(pct(b['unsafe_refused']), pct(a['unsafe_refused']))}",
+             "  over-refused by type: " + ", ".join(
+                 f"{name} {row['over_refusal'] or 0:.0f}->{after['by_type'].get(name, {}).get('over_refusal') or 0:.0f}%"
+                 for name, row in before["by_type"].items())]
+    return lines

@@ -99,6 +99,9 @@ class TrainConfig:
     project_name: Optional[str] = None  # their project (default: the run directory's name)
     # the main job's before/after probe
     probe_after: bool = True
+    # steps between probes of the validation rows that keep checkpoints/best (0: off; None: on, every
+    # 20 steps, for the demo data only: the main job)
+    probe_every: Optional[int] = None
 
     def validate(self) -> "TrainConfig":
         """Every field against its rule (settings.py), then the checks across fields."""

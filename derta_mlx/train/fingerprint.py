@@ -17,7 +17,7 @@ from derta_mlx.train.config import TrainConfig
 
 # Settings that change what is logged or where, not what is trained: free to differ on resume.
 FREE = ("adapter_path", "probe_after", "report_to", "project_name", "steps_per_report", "steps_per_eval",
-        "save_every", "val_batches")
+        "save_every", "val_batches", "probe_every")
 
 
 def _sha256(path: Path) -> str:

@@ -55,6 +55,7 @@ class Prepared:
     data_mix: list = field(default_factory=list)  # mixing.MixPart per --data FILE:RATIO
     test_set: list = field(default_factory=list)  # --test: the instances of the data folders' test.jsonl
     test_examples: list = field(default_factory=list)  # ... and its safety triples, for the refusal probe
+    val_rows: list = field(default_factory=list)  # the rows of val_set: --probe-every reads them
 
 
 def split_rows(rows: list, fraction: float, seed: int):
@@ -156,8 +157,18 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
     notify(f"Refusal token {refusal.text!r} (id {refusal.token_id}); " + stats.transition_summary())
     test_set = build_instances(test_rows, tokenizer, instance_config)[0] if test_rows else []
     prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes, mix,
-                        test_set, [r for r in test_rows if isinstance(r, SafetyTriple)])
+                        test_set, [r for r in test_rows if isinstance(r, SafetyTriple)], val_rows)
     return model, tokenizer, prepared
+
+
+# the main job (the demo data) probes its checkpoints this often; other runs only when asked
+DEMO_PROBE_EVERY = 20
+
+
+def probe_every_steps(cfg: TrainConfig) -> int:
+    if cfg.probe_every is not None:
+        return cfg.probe_every
+    return 0 if cfg.data else DEMO_PROBE_EVERY
 
 
 def test_split_rows(cfg: TrainConfig) -> list:
@@ -254,8 +265,9 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: Wo
 
 
 def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe=None, stop=None, bar=None,
-                 training_callback=None, force: bool = False):
+                 training_callback=None, force: bool = False, checkpoint_probe=None):
     """The whole job. `probe(model, tokenizer, prepared, label)` runs before and after if given;
+    `checkpoint_probe(tokenizer, prepared)` makes the --probe-every probe (a function of the model);
     `bar` draws progress (see prepare); `training_callback` is an mlx-lm TrainingCallback (else
     the config's report_to names mlx-lm's reporters); `force` resumes a changed run (see
     start_or_resume)."""
@@ -263,16 +275,18 @@ def run_training(cfg, resume, notify, on_report: Callable[[Report], None], probe
     cfg, run_dir, checkpoint = start_or_resume(cfg, resume, world, force, notify if world.main else lambda m: None)
     if not world.main:  # rank 0 writes the run directory and probes; this rank only trains
         model, tokenizer, prepared = prepare(cfg, run_dir, notify, None)
-        return _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, None, stop, world)
+        return _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, None, None, stop,
+                                world)
+    probes = (probe, checkpoint_probe)
     claim = claim_run_dir(run_dir, new=resume is None)  # before loading: two starts cannot share it
     try:
-        return _run_claimed(cfg, resume, run_dir, checkpoint, claim, notify, on_report, probe, stop, bar,
+        return _run_claimed(cfg, resume, run_dir, checkpoint, claim, notify, on_report, probes, stop, bar,
                             training_callback, world)
     finally:
         claim.release()
 
 
-def _run_claimed(cfg, resume, run_dir, checkpoint, claim, notify, on_report, probe, stop, bar, training_callback,
+def _run_claimed(cfg, resume, run_dir, checkpoint, claim, notify, on_report, probes, stop, bar, training_callback,
                  world):
     try:
         model, tokenizer, prepared = prepare(cfg, run_dir, notify, bar)
@@ -292,7 +306,7 @@ def _run_claimed(cfg, resume, run_dir, checkpoint, claim, notify, on_report, pro
                f"each batch of {cfg.batch_size} per rank")
     write_status(run_dir, "running")
     try:
-        results = _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, probe, stop,
+        results = _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, *probes, stop,
                                    world)
     except KeyboardInterrupt:
         write_status(run_dir, "stopped", error="interrupted")
@@ -322,19 +336,22 @@ def _write_failed(run_dir: Path, exc: OSError, resumed_from) -> UserError:
     return UserError(message)
 
 
-def _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, probe, stop, world):
-    """run_training's middle: adapters on, probe before, train, probe after."""
+def _train_and_probe(model, tokenizer, prepared, cfg, run_dir, checkpoint, on_report, probe, checkpoint_probe,
+                     stop, world):
+    """run_training's middle: adapters on, probe before, train (probing checkpoints), probe after."""
     run_fingerprint = fingerprint(resolved_settings(prepared))
     facts = prepare_model(model, cfg)
     model = facts["model"]
     results = {"run_dir": str(run_dir), "model_path": str(prepared.model_path),
                "facts": {k: v for k, v in facts.items() if k != "model"}}
+    every = probe_every_steps(cfg)
+    during = checkpoint_probe(tokenizer, prepared) if checkpoint_probe and every and world.main else None
     if probe and checkpoint is None and prepared.probe_examples:
         results["before"] = probe(model, tokenizer, prepared, "before")
     with accel.training():
         summary = train(model, prepared.train_set, prepared.val_set, cfg, run_dir, cfg.model or "default",
                         resume=checkpoint, on_report=on_report, stop_requested=stop or (lambda: False), world=world,
-                        fingerprint=run_fingerprint)
+                        fingerprint=run_fingerprint, probe=during, probe_every=every)
     results["summary"] = summary
     if probe and not summary["stopped"] and prepared.probe_examples:
         results["after"] = probe(model, tokenizer, prepared, "after")

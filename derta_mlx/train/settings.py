@@ -90,6 +90,7 @@ RULES = {
     "report_to": Rule("str", optional=True),
     "project_name": Rule("str", optional=True),
     "probe_after": Rule("bool"),
+    "probe_every": Rule("int", low=0, optional=True),
 }
 
 REPORTERS = ("wandb", "swanlab")

@@ -29,6 +29,7 @@ from derta_mlx.common.errors import UserError
 from derta_mlx.common.safe_paths import open_own
 from derta_mlx.data.batches import BatchOrder, pad_batch
 from derta_mlx.data.instances import Instance
+from derta_mlx.train.best import beats, best_record, save_best
 from derta_mlx.train.checkpoint import ResumeState, check_same_tree, restore, save_checkpoint
 from derta_mlx.train.config import TrainConfig
 from derta_mlx.train.distributed import World, check_batch, current_world
@@ -54,7 +55,7 @@ class NonFiniteLoss(UserError):
 
 @dataclass
 class Report:
-    """One progress event: kind is "train", "val", "save" or "done"."""
+    """One progress event: kind is "train", "val", "probe", "save" or "done"."""
 
     kind: str
     step: int
@@ -165,6 +166,19 @@ def evaluate(model, instances: List[Instance], cfg: TrainConfig) -> dict:
     return {"val_loss": a * mle + b * rto, "val_mle": mle / max(counts.mle, 1), "val_rto": rto / max(counts.rto, 1)}
 
 
+def probe_checkpoint(model, probe: Callable[[object], dict], run_dir: Path, step: int) -> dict:
+    """The probe's record at `step`, marked best (and its adapter kept) when it beats the kept one."""
+    model.eval()
+    try:
+        record = probe(model)
+    finally:
+        model.train()
+    record["best"] = beats(record, best_record(run_dir))
+    if record["best"]:
+        save_best(run_dir, step, model, record)
+    return record
+
+
 def train(
     model,
     train_set: List[Instance],
@@ -177,6 +191,8 @@ def train(
     stop_requested: Callable[[], bool] = lambda: False,
     world: Optional[World] = None,
     fingerprint: Optional[dict] = None,
+    probe: Optional[Callable[[object], dict]] = None,
+    probe_every: int = 0,
 ) -> dict:
     """Train `model` (already prepared) and write adapters, checkpoints and metrics to run_dir.
 
@@ -184,7 +200,9 @@ def train(
     gradients are summed across ranks, and only rank 0 writes or reports. A loss that is not a
     finite number stops the run (NonFiniteLoss) before the step is applied, so the last
     checkpoint and adapters.safetensors stay the last good ones. `fingerprint` goes into every
-    checkpoint (see fingerprint.py).
+    checkpoint (see fingerprint.py). `probe(model)` (--probe-every, rank 0 only) runs every
+    `probe_every` steps and at the end: its record goes into metrics.jsonl and the best one's
+    adapter into checkpoints/best (best.py).
     """
     world = world or current_world()
     check_batch(cfg.batch_size, world)
@@ -290,6 +308,10 @@ def train(
                 row = {"step": step, **evaluate(model, val_set, cfg)}
                 write(row)
                 on_report(Report("val", step, cfg.iters, row))
+            if probe and (step % probe_every == 0 or step == cfg.iters):
+                row = {"step": step, "probe": probe_checkpoint(model, probe, run_dir, step)}
+                write(row)
+                on_report(Report("probe", step, cfg.iters, row))
             if step % cfg.save_every == 0 or step == cfg.iters:
                 log.flush()
                 save(step)

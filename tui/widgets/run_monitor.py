@@ -40,6 +40,18 @@ def describe_rows(rows, iters: int, running: bool = True) -> str:
             f"ETA {eta}")
 
 
+def describe_probes(rows, shown: int = 4) -> str:
+    """The --probe-every curve (the last few checkpoints), best marked; "" when the run has none."""
+    probes = [(r["step"], r["probe"]) for r in rows if isinstance(r.get("probe"), dict)]
+    if not probes:
+        return ""
+    best = max((p for p in probes if p[1].get("best")), key=lambda p: p[0], default=None)
+    parts = [f"{step}: coh {_num(p.get('coherent'), '.0%')} over {_num(p.get('over_refusal'), '.0%')}"
+             + (" *" if best and step == best[0] else "") for step, p in probes[-shown:]]
+    k = probes[-1][1].get("k", "?")
+    return f"validation probe, coherent refusal at k={k} / over-refusal (* best): " + "  ".join(parts)
+
+
 class RunMonitor(Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -93,7 +105,9 @@ class RunMonitor(Vertical):
             + (f"  [red]{info.error}[/red]" if info and info.error and self.status == "failed" else ""))
         bar = self.query_one("#run-progress", ProgressBar)
         bar.update(total=iters, progress=step)
-        self.query_one("#run-stats", Static).update(describe_rows(rows, iters, self.status == "running"))
+        probes = describe_probes(rows)
+        self.query_one("#run-stats", Static).update(describe_rows(rows, iters, self.status == "running")
+                                                     + (f"\n{probes}" if probes else ""))
         if len(rows) != self.rows_seen:
             self.rows_seen = len(rows)
             self.query_one("#run-chart", LossChart).show_rows(rows)
