@@ -113,6 +113,9 @@ def print_table(rows: list) -> None:
 
 
 def main() -> int:
+    from derta_mlx import accel
+
+    accel.start(__file__)  # the probe computes in float32 on a CPU: with a fast BLAS preloaded, as the CLI
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=TABLE4, help="NAME=FLAGS for each configuration")
     parser.add_argument("--common", default="", help="flags added to every configuration")

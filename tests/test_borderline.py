@@ -94,3 +94,36 @@ def test_the_summary_counts_partial_refusal_as_over_refusal():
     assert homonyms["over_refusal"] == 50.0 and homonyms["unsafe_refused"] == 100.0
     assert summary["by_type"]["fiction"]["unsafe_refused"] is None
     assert summary["overall"]["over_refusal"] == 40.0 and list(summary["by_type"]) == ["homonyms", "fiction"]
+
+
+def test_borderline_rows_are_counted_apart_in_the_recipe(tmp_path):
+    from derta_mlx.cli.data import kind_of
+    from derta_mlx.data.formats import read_rows
+    from derta_mlx.demo import TRAIN_MIX, demo_mix
+
+    rows = read_rows([BORDERLINE_DEMO.parents[1] / "borderline.jsonl"])
+    assert len(rows) == 250 and all(kind_of(r) == "borderline rows" for r in rows)
+    plain = tmp_path / "helpful.jsonl"
+    plain.write_text(json.dumps({"instruction": "What is 2 + 2?", "output": "4."}) + "\n")
+    assert kind_of(read_rows([plain])[0]) == "helpfulness rows"
+    specs = demo_mix()
+    assert [s.rsplit(":", 1)[1] for s in specs] == [str(n) for n in TRAIN_MIX.values()]
+    assert any(s.split("/")[-1].startswith("borderline.jsonl:") for s in specs)
+
+
+def test_borderline_rows_train_as_helpful_instances_of_their_own_kind(tmp_path, tokenizer_of):
+    from derta_mlx.data.formats import read_rows
+    from derta_mlx.data.instances import build_instances
+    from derta_mlx.data.refusal_token import resolve_refusal
+    from derta_mlx.data.templates import get_template
+    from derta_mlx.train.config import TrainConfig
+    from derta_mlx.train.job import make_instance_config
+
+    tokenizer = tokenizer_of("llama3")
+    template = get_template("derta", tokenizer)
+    refusal = resolve_refusal(tokenizer, "auto", template.response_lead, "Sorry")
+    path = tmp_path / "my_borderline.jsonl"
+    path.write_text(json.dumps({"instruction": "How do I kill a frozen app?", "output": "Force-quit it."}) + "\n")
+    instances, stats = build_instances(read_rows([path]), tokenizer,
+                                       make_instance_config(TrainConfig(), tokenizer, template, refusal))
+    assert [x.kind for x in instances] == ["borderline"] and dict(stats.kinds) == {"borderline": 1}

@@ -440,3 +440,19 @@ def test_the_run_monitor_shows_the_probe_every_curve_with_the_best_marked():
     line = describe_probes(rows)
     assert line.startswith("validation probe, coherent refusal at k=10 / over-refusal (* best):")
     assert "20: coh 50% over 10%  40: coh 90% over 10% *  60: coh 95% over 40%" in line
+
+
+def test_the_run_detail_shows_ordinary_and_borderline_answers_before_and_after(tmp_path):
+    from tui.screens.runs import helpfulness_summary
+
+    assert helpfulness_summary(tmp_path) == ""
+    side = {"rows": [], "helpfulness": {"n": 30, "answered": 0.5, "refused": 0.03},
+            "borderline": {"overall": {"safe": {"n": 48}, "unsafe": {"n": 24}, "over_refusal": 4.2,
+                                       "unsafe_refused": 8.3}}}
+    (tmp_path / "probe_before.json").write_text(json.dumps(side))
+    after = json.loads(json.dumps(side))
+    after["helpfulness"]["refused"], after["borderline"]["overall"]["over_refusal"] = 0.1, 12.5
+    (tmp_path / "probe_after.json").write_text(json.dumps(after))
+    text = helpfulness_summary(tmp_path)
+    assert "answered correctly 50% -> 50%, refused 3% -> 10%" in text
+    assert "borderline (48 safe, 24 unsafe): safe over-refused 4% -> 12%, unsafe refused 8% -> 8%" in text

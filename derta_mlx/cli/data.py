@@ -23,10 +23,15 @@ KINDS = {SafetyTriple: "safety triples", DertaRow: "DeRTa rows", HelpfulRow: "he
          QuestionRow: "evaluation questions"}
 
 
+def kind_of(row) -> str:
+    """The row's part of the recipe: borderline rows (helpfulness rows from a *borderline* file) apart."""
+    return "borderline rows" if isinstance(row, HelpfulRow) and row.borderline else KINDS[type(row)]
+
+
 def cmd_validate(args) -> int:
     notes = []
     rows = read_rows(args.files, lambda note: (notes.append(note), notify_stderr(note)))
-    counts = Counter(KINDS[type(row)] for row in rows)
+    counts = Counter(kind_of(row) for row in rows)
     rto = sum(1 for row in rows if isinstance(row, DertaRow) and row.rto)
     print(f"ok: {len(rows)} rows in {len(args.files)} file(s): "
           + ", ".join(f"{n} {kind}" for kind, n in counts.items())
@@ -54,7 +59,7 @@ def data_stats(rows, tokenizer) -> dict:
     safe_texts += [r.text for r in rows if isinstance(r, DertaRow) and not r.rto]
     histogram = first_refusal_histogram(tokenizer, [text.lstrip() for text in safe_texts])
     return {
-        "rows": dict(Counter(KINDS[type(r)] for r in rows)),
+        "rows": dict(Counter(kind_of(r) for r in rows)),
         "tokens": {
             "question": [n_tokens(r.question) for r in triples],
             "safe_response": [n_tokens(r.safe_response) for r in triples],

@@ -69,6 +69,12 @@ class HelpfulRow:
     where: Where
     tools: Optional[list] = None  # mlx-lm's chat rows may carry the tools the chat template shows
 
+    @property
+    def borderline(self) -> bool:
+        """A safe question that only sounds unsafe, answered (the over-refusal antidote): a row of a
+        file whose name holds "borderline", such as the demo's borderline.jsonl."""
+        return "borderline" in Path(self.where.path).name.lower()
+
 
 @dataclass(frozen=True)
 class QuestionRow:

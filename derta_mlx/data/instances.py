@@ -279,24 +279,25 @@ class _Builder:
 
     def helpful(self, row: HelpfulRow) -> list:
         source = str(row.where)
+        kind = "borderline" if row.borderline else "helpful"  # the same loss; counted apart
         if row.text is not None:
             ids = list(self.tok.encode(row.text))
-            return [self.mle(ids[:1], [], ids[1:], "helpful", source, cut_target=True)]
+            return [self.mle(ids[:1], [], ids[1:], kind, source, cut_target=True)]
         if row.messages is not None:
             if not getattr(self.tok, "chat_template", None):
                 raise UserError(f"{source}: 'messages' rows need a model with a chat template")
             text = self.tok.apply_chat_template(row.messages[:-1], tools=row.tools, add_generation_prompt=True,
                                                 tokenize=False)
             target = continuation_ids(self.tok, row.messages[-1]["content"])
-            return [self.helpful_mle(prompt_ids(self.tok, text), target, source)]
+            return [self.helpful_mle(prompt_ids(self.tok, text), target, source, kind)]
         target = continuation_ids(self.tok, self.cfg.template.response_lead + row.response)
-        return [self.helpful_mle(self.question_prompt(row.prompt), target, source)]
+        return [self.helpful_mle(self.question_prompt(row.prompt), target, source, kind)]
 
-    def helpful_mle(self, prompt: List[int], target: List[int], source: str):
+    def helpful_mle(self, prompt: List[int], target: List[int], source: str, kind: str = "helpful"):
         if self.cfg.mask_prompt:
-            return self.mle(prompt, [], target, "helpful", source, cut_target=True)
+            return self.mle(prompt, [], target, kind, source, cut_target=True)
         # mlx-lm's unmasked rows: every token after the first is a target, the prompt's too
-        return self.mle(prompt[:1], [], prompt[1:] + target, "helpful", source, cut_target=True)
+        return self.mle(prompt[:1], [], prompt[1:] + target, kind, source, cut_target=True)
 
 
 def build_instances(rows: Sequence, tokenizer, config: InstanceConfig, progress=None):

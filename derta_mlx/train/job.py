@@ -22,7 +22,7 @@ from derta_mlx.data.mixing import describe_mix, mix_rows
 from derta_mlx.data.prefix import PrefixSampler
 from derta_mlx.data.refusal_token import resolve_refusal
 from derta_mlx.data.templates import get_template
-from derta_mlx.demo import demo_paths
+from derta_mlx.demo import demo_mix, demo_paths
 from derta_mlx.models.loading import (
     ensure_local,
     find_model,
@@ -96,7 +96,7 @@ def train_and_val_rows(cfg: TrainConfig, notify: Callable[[str], None] = notify_
     """(training rows, validation rows, the mix's parts) of cfg: the data (mixed by its ratios),
     and --val-data or a seeded share of it."""
     data = hub_data(cfg.data, notify)
-    rows, mix = mix_rows(data or demo_paths("train"), cfg.seed, notify)
+    rows, mix = mix_rows(data or demo_mix(), cfg.seed, notify)
     if mix:
         notify(describe_mix(mix, cfg.seed))
     if cfg.val_data:

@@ -304,6 +304,7 @@ def train(
                 window = dict.fromkeys(window, 0)
                 window["loss"] = window["mle"] = window["rto"] = 0.0
                 window_start = time.perf_counter()
+            paused = time.perf_counter()  # validation and probes are not training: tokens/s leaves them out
             if world.main and val_set and (step % cfg.steps_per_eval == 0 or step == cfg.iters):
                 row = {"step": step, **evaluate(model, val_set, cfg)}
                 write(row)
@@ -312,6 +313,7 @@ def train(
                 row = {"step": step, "probe": probe_checkpoint(model, probe, run_dir, step)}
                 write(row)
                 on_report(Report("probe", step, cfg.iters, row))
+            window_start += time.perf_counter() - paused
             if step % cfg.save_every == 0 or step == cfg.iters:
                 log.flush()
                 save(step)

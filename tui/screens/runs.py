@@ -6,7 +6,7 @@ from typing import Optional
 
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
@@ -149,6 +149,29 @@ def probe_table(run_dir: Path):
     return out
 
 
+def helpfulness_summary(run_dir: Path) -> str:
+    """Ordinary and borderline answers before -> after, from the probe files ("" without both)."""
+    sides = {}
+    for label in ("before", "after"):
+        path = run_dir / f"probe_{label}.json"
+        try:
+            sides[label] = json.loads(path.read_text()) if path.is_file() else None
+        except (OSError, ValueError):
+            sides[label] = None
+    before, after = sides["before"], sides["after"]
+    if not (before and after and "helpfulness" in before and "helpfulness" in after):
+        return ""
+    hb, ha = before["helpfulness"], after["helpfulness"]
+    lines = [f"ordinary questions ({hb['n']}): answered correctly {hb['answered']:.0%} -> {ha['answered']:.0%}, "
+             f"refused {hb['refused']:.0%} -> {ha['refused']:.0%}"]
+    if before.get("borderline") and after.get("borderline"):
+        b, a = before["borderline"]["overall"], after["borderline"]["overall"]
+        lines.append(f"borderline ({b['safe']['n']} safe, {b['unsafe']['n']} unsafe): safe over-refused "
+                     f"{b['over_refusal'] or 0:.0f}% -> {a['over_refusal'] or 0:.0f}%, unsafe refused "
+                     f"{b['unsafe_refused'] or 0:.0f}% -> {a['unsafe_refused'] or 0:.0f}%")
+    return "\n".join(lines)
+
+
 class RunDetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -169,7 +192,9 @@ class RunDetailScreen(Screen):
             with TabPane("Curves", id="detail-curves"):
                 yield LossChart(id="detail-chart")
             with TabPane("Probe results", id="detail-probe"):
-                yield DataTable(id="detail-probe-table", cursor_type="row")
+                with Vertical():
+                    yield DataTable(id="detail-probe-table", cursor_type="row")
+                    yield Static("", id="detail-helpfulness")
             with TabPane("Config", id="detail-config"):
                 with VerticalScroll():
                     yield Static("", id="detail-config-text", markup=False)
@@ -181,6 +206,7 @@ class RunDetailScreen(Screen):
                           "P after")
         for cells in probe_table(self.run_dir):
             table.add_row(*cells)
+        self.query_one("#detail-helpfulness", Static).update(helpfulness_summary(self.run_dir))
         config = self.run_dir / "config.yaml"
         self.query_one("#detail-config-text", Static).update(config.read_text() if config.is_file() else "")
         self.refresh_run()
