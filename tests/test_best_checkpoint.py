@@ -83,3 +83,4 @@ def test_probe_every_without_validation_rows_of_both_kinds_is_refused(tiny_dir, 
                     "--probe-every", "1", "--no-probe-after", "--out", str(tmp_path / "run"))
     assert out.returncode == 2
     assert "--probe-every probes the validation rows, which hold" in out.stderr and "0 ordinary questions" in out.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written

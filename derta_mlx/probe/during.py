@@ -42,9 +42,8 @@ def make_checkpoint_probe(tokenizer, template, refusal, val_rows: list) -> Calla
     safety = [ProbeExample(r.question, r.harmful_response, r.id) for r in val_rows
               if isinstance(r, SafetyTriple)][:MAX_ROWS]
     questions: List[str] = [q for q in (question_of(r) for r in val_rows if isinstance(r, HelpfulRow)) if q][:MAX_ROWS]
-    if not safety or not questions:
-        raise UserError(f"--probe-every probes the validation rows, which hold {len(safety)} safety triples and "
-                        f"{len(questions)} ordinary questions; it needs both (raise --val-fraction or give --val-data)")
+    if not safety or not questions:  # train/job.py's check_probe_rows says so before a run starts
+        raise UserError("the checkpoint probe needs safety triples and questions among the validation rows")
     ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
     prompts = [prompt_ids(tokenizer, template.prompt(q, tokenizer)) for q in questions]
 

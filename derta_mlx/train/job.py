@@ -16,7 +16,7 @@ from derta_mlx import accel
 from derta_mlx.common.atomic import write_json, write_text
 from derta_mlx.common.errors import UserError
 from derta_mlx.common.progress import notify_stderr
-from derta_mlx.data.formats import SafetyTriple, read_rows, split_files
+from derta_mlx.data.formats import HelpfulRow, SafetyTriple, read_rows, split_files
 from derta_mlx.data.instances import InstanceConfig, build_instances
 from derta_mlx.data.mixing import describe_mix, mix_rows
 from derta_mlx.data.prefix import PrefixSampler
@@ -154,6 +154,8 @@ def prepare(cfg: TrainConfig, run_dir: Path, notify: Callable[[str], None], bar=
     if len(train_set) < cfg.batch_size:
         raise UserError(f"only {len(train_set)} training instances for batch size {cfg.batch_size}")
     probes = heldout_safety_rows(cfg, val_rows)
+    if probe_every_steps(cfg):
+        check_probe_rows(val_rows)
     notify(f"Refusal token {refusal.text!r} (id {refusal.token_id}); " + stats.transition_summary())
     test_set = build_instances(test_rows, tokenizer, instance_config)[0] if test_rows else []
     prepared = Prepared(cfg, run_dir, model_path, template, refusal, train_set, val_set, stats, probes, mix,
@@ -169,6 +171,15 @@ def probe_every_steps(cfg: TrainConfig) -> int:
     if cfg.probe_every is not None:
         return cfg.probe_every
     return 0 if cfg.data else DEMO_PROBE_EVERY
+
+
+def check_probe_rows(val_rows: list) -> None:
+    """--probe-every reads safety triples and questions (probe/during.py) from the validation rows."""
+    triples = sum(isinstance(r, SafetyTriple) for r in val_rows)
+    questions = sum(isinstance(r, HelpfulRow) and bool(r.prompt or r.messages) for r in val_rows)
+    if not triples or not questions:
+        raise UserError(f"--probe-every probes the validation rows, which hold {triples} safety triples and "
+                        f"{questions} ordinary questions; it needs both (raise --val-fraction or give --val-data)")
 
 
 def test_split_rows(cfg: TrainConfig) -> list:
