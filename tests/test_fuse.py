@@ -261,3 +261,20 @@ def test_runs_screen_fuses_the_selected_run_with_f8(tiny_run, tmp_path):
             assert json.loads((fused / "fuse.json").read_text())["gate"] == "passed"
 
     run_app(app, body, size=(100, 40))
+
+
+def test_a_dead_fuses_hidden_files_are_removed_by_the_next_and_a_live_ones_kept(tmp_path):
+    from derta_mlx.fuse.staging import hidden_beside, remove_stale
+
+    gguf, out = tmp_path / "model.gguf", tmp_path / "fused"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = dead.stdout.strip()
+    stale_gguf = tmp_path / f".model.gguf.fusing-{pid}.gguf"  # what a killed `fuse --gguf` leaves
+    stale_dir = tmp_path / f".fused.fusing-{pid}"
+    stale_gguf.write_bytes(b"GGUF")
+    stale_dir.mkdir()
+    live = hidden_beside(gguf, ".gguf")  # this process's: alive, so kept
+    live.write_bytes(b"GGUF")
+    remove_stale(gguf)
+    remove_stale(out)
+    assert not stale_gguf.exists() and not stale_dir.exists() and live.exists()

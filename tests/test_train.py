@@ -68,6 +68,29 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_dir, triples_file, 
     assert losses(tmp_path / "straight") == losses(killed_dir)
 
 
+def test_a_run_killed_after_its_last_checkpoint_is_completed_by_resume(tiny_dir, triples_file, tmp_path):
+    run = tmp_path / "run"
+    args = ["--model", str(tiny_dir("mistral")), "--data", str(triples_file), *COMMON, "--iters", "4"]
+    assert train_cli(*args, "--out", str(run)).returncode == 0
+    final = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    assert adapters(run).keys() == adapters(final).keys()
+    assert all(np.array_equal(adapters(run)[k], adapters(final)[k]) for k in adapters(run))
+    again = train_cli("--resume", str(run))
+    assert again.returncode == 2 and "already finished (4/4 steps)" in again.stderr
+    # what a kill after the last checkpoint used to leave: a stale adapter and "running" of a dead pid
+    stale = {k: v * 0 for k, v in adapters(run).items()}
+    mx.save_safetensors(str(run / "adapters.safetensors"), {k: mx.array(v) for k, v in stale.items()})
+    (run / "status.json").write_text(json.dumps({"state": "running", "pid": 999999999, "time": 0}))
+    from derta_mlx.train.rundir import run_info
+
+    assert run_info(run).status == "failed" and run_info(run).resumable
+    completed = train_cli("--resume", str(run))
+    assert completed.returncode == 0, completed.stderr
+    assert "completing it" in completed.stderr
+    assert all(np.array_equal(adapters(run)[k], adapters(final)[k]) for k in adapters(run))
+    assert json.loads((run / "status.json").read_text())["state"] == "finished" and not run_info(run).resumable
+
+
 def test_mlx_lm_loads_the_adapter_and_rto_training_raises_p_refusal(tiny_dir, triples_file, tmp_path):
     from mlx_lm import load
 

@@ -73,7 +73,7 @@ class HelpfulRow:
     def borderline(self) -> bool:
         """A safe question that only sounds unsafe, answered (the over-refusal antidote): a row of a
         file whose name holds "borderline", such as the demo's borderline.jsonl."""
-        return "borderline" in Path(self.where.path).name.lower()
+        return self.where is not None and "borderline" in Path(self.where.path).name.lower()
 
 
 @dataclass(frozen=True)

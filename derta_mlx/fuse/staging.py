@@ -47,7 +47,7 @@ def _alive(pid: int) -> bool:
 def remove_stale(out: Path) -> None:
     """Building directories of earlier fuses to `out` whose process has died (a kill -9)."""
     for path in out.parent.glob(f".{out.name}{MARK}*"):
-        pid = path.name.rpartition(MARK)[2]
+        pid = path.name.rpartition(MARK)[2].partition(".")[0]  # a hidden GGUF ends in PID.gguf
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 

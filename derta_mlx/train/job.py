@@ -35,7 +35,7 @@ from derta_mlx.train.claim import claim_run_dir
 from derta_mlx.train.config import TrainConfig, dump_config, load_config
 from derta_mlx.train.distributed import SINGLE, World, check_batch, current_world
 from derta_mlx.train.fingerprint import differences, fingerprint
-from derta_mlx.train.rundir import new_run_dir, rewind_metrics, write_status
+from derta_mlx.train.rundir import new_run_dir, read_status, rewind_metrics, write_status
 from derta_mlx.train.trainer import Report, evaluate, prepare_model, train
 
 
@@ -254,7 +254,10 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: Wo
         elif checkpoint.note:
             notify(f"{run_dir}: {checkpoint.note}")
         if checkpoint is not None and checkpoint.step >= saved.iters:
-            raise UserError(f"{run_dir}: already finished ({checkpoint.step}/{saved.iters} steps)")
+            if read_status(run_dir).get("state") == "finished":
+                raise UserError(f"{run_dir}: already finished ({checkpoint.step}/{saved.iters} steps)")
+            notify(f"{run_dir}: its last checkpoint is the final step ({checkpoint.step}/{saved.iters}) but the run "
+                   "did not finish (killed after it?): completing it (adapter from that checkpoint, status)")
         if checkpoint is not None and checkpoint.fingerprint is not None:
             changed = differences(checkpoint.fingerprint, fingerprint(saved))
             if changed and not force:

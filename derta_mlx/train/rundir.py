@@ -131,7 +131,8 @@ def run_info(run_dir) -> RunInfo:
         checkpoint = latest_checkpoint(run_dir)
     except (OSError, ValueError, KeyError):
         checkpoint = None
-    resumable = state != "running" and checkpoint is not None and checkpoint.step < iters
+    # short of iters, or at iters but never marked finished (killed after its last checkpoint)
+    resumable = state != "running" and checkpoint is not None and (checkpoint.step < iters or state != "finished")
     return RunInfo(run_dir.name, run_dir, state, method, model, step, iters, _last(rows, "loss"),
                    _last(rows, "mle"), _last(rows, "rto"), _last(rows, "val_loss"), error,
                    pid if state == "running" else None, resumable)

@@ -227,8 +227,10 @@ def train(
         nonlocal saved_step
         if not world.main or at_step == saved_step:  # a stop right after a save: nothing new to write
             return
-        save_checkpoint(run_dir, at_step, micro, tokens_total, model, optimizer, window, fingerprint)
+        # the adapter first: a kill between the two leaves the checkpoint behind, and resuming
+        # from it rewrites both, so the final adapter always equals the last checkpoint
         save_safetensors(run_dir / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
+        save_checkpoint(run_dir, at_step, micro, tokens_total, model, optimizer, window, fingerprint)
         saved_step = at_step
 
     window = {"loss": 0.0, "mle": 0.0, "rto": 0.0, "n_mle": 0, "n_rto": 0, "tokens": 0, "steps": 0}
@@ -321,6 +323,8 @@ def train(
         if stopped and step > 0:
             log.flush()
             save(step)
+    if world.main and resume and resume.step >= cfg.iters:  # completing a run killed after its last checkpoint
+        save_safetensors(run_dir / "adapters.safetensors", dict(tree_flatten(model.trainable_parameters())))
     world.barrier()  # no rank may exit (mlx.launch would end the rest) before rank 0 has saved
     result = {"step": step, "stopped": stopped, "trained_tokens": tokens_total}
     on_report(Report("done", step, cfg.iters, result))
