@@ -253,11 +253,6 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: Wo
                    "step 0 with its saved settings")
         elif checkpoint.note:
             notify(f"{run_dir}: {checkpoint.note}")
-        if checkpoint is not None and checkpoint.step >= saved.iters:
-            if read_status(run_dir).get("state") == "finished":
-                raise UserError(f"{run_dir}: already finished ({checkpoint.step}/{saved.iters} steps)")
-            notify(f"{run_dir}: its last checkpoint is the final step ({checkpoint.step}/{saved.iters}) but the run "
-                   "did not finish (killed after it?): completing it (adapter from that checkpoint, status)")
         if checkpoint is not None and checkpoint.fingerprint is not None:
             changed = differences(checkpoint.fingerprint, fingerprint(saved))
             if changed and not force:
@@ -266,6 +261,11 @@ def start_or_resume(cfg: Optional[TrainConfig], resume: Optional[str], world: Wo
                                 "(the result will then differ from an uninterrupted run)")
             if changed:
                 notify(f"--force: continuing from step {checkpoint.step} with: {'; '.join(changed)}")
+        if checkpoint is not None and checkpoint.step >= saved.iters:
+            if read_status(run_dir).get("state") == "finished":
+                raise UserError(f"{run_dir}: already finished ({checkpoint.step}/{saved.iters} steps)")
+            notify(f"{run_dir}: its last checkpoint is the final step ({checkpoint.step}/{saved.iters}) but the run "
+                   "did not finish (killed after it?): completing it (adapter from that checkpoint, status)")
         check_batch(saved.batch_size, world)
         return saved, run_dir, checkpoint
     cfg = cfg.validate()
