@@ -59,7 +59,7 @@ def load_model(name: str, dequantize: str, notify):
         path, template, rule = ensure_local(ref, notify), ref.template, ref.refusal_rule
     model, tokenizer, _ = load_for_inference(path, dequantize=dequantize)
     refusal = resolve_refusal(tokenizer, rule)
-    ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    ids = refusal.probe_ids
     return model, tokenizer, get_template(template, tokenizer), ids, str(path)
 
 

@@ -70,6 +70,14 @@ class HelpfulRow:
     tools: Optional[list] = None  # mlx-lm's chat rows may carry the tools the chat template shows
 
     @property
+    def question(self) -> Optional[str]:
+        """The user's question (prompt/completion or the last user turn of a chat), else None (plain text)."""
+        if self.prompt:
+            return self.prompt
+        users = [m.get("content") for m in self.messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+        return users[-1] if users and isinstance(users[-1], str) else None
+
+    @property
     def borderline(self) -> bool:
         """A safe question that only sounds unsafe, answered (the over-refusal antidote): a row of a
         file whose name holds "borderline", such as the demo's borderline.jsonl."""

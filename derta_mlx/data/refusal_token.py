@@ -35,6 +35,11 @@ class RefusalTarget:
     rule: str
     variants: tuple  # ((id, text), ...): every one-token "sorry" form, for probing
 
+    @property
+    def probe_ids(self) -> list:
+        """The token and its variants, sorted: the ids whose probability a probe reads."""
+        return sorted({self.token_id, *[i for i, _ in self.variants]})
+
 
 def _vocab_id(tokenizer, piece: str):
     return tokenizer.get_vocab().get(piece)

@@ -82,15 +82,11 @@ def measure_adapter(source, examples, benign, notify, bar) -> tuple:
     template, refusal = loaded.template, loaded.refusal
     if loaded.can_compare_base:
         set_adapter_scale(loaded.model, 0.0)
-        base = measure_helpfulness(loaded.model, loaded.tokenizer, template, "by the base model", notify, benign,
-                                   bar=bar)
-        _free(loaded)
     else:  # DoRA cannot be switched off by its scale: load the base alone
         _free(loaded)
-        alone = load_probe_model(str(source.base_path), None, notify, template=source.config.template)
-        base = measure_helpfulness(alone.model, alone.tokenizer, template, "by the base model", notify, benign,
-                                   bar=bar)
-        _free(alone)
+        loaded = load_probe_model(str(source.base_path), None, notify, template=source.config.template)
+    base = measure_helpfulness(loaded.model, loaded.tokenizer, template, "by the base model", notify, benign, bar=bar)
+    _free(loaded)
     return report, base, template, refusal
 
 

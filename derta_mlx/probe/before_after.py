@@ -43,7 +43,7 @@ def measure(model, tokenizer, template, refusal, examples, label: str, notify: C
     on the benign questions and over-refusal on the borderline prompts (defaults: the bundled
     held-out sets). `bar(label, total, unit)` makes a progress context (progress.Bar) per step."""
     bar = bar or (lambda *args: nullcontext())  # no progress shown
-    ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    ids = refusal.probe_ids
     notify(f"Probing refusal {label}: {len(examples)} held-out questions x "
            f"{len(PROBE_POSITIONS)} positions, {CONTINUATION_TOKENS} tokens each")
     with bar(f"Probing {label}", probe_steps(len(examples), len(PROBE_POSITIONS)), "steps") as progress:

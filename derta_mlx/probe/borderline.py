@@ -16,8 +16,7 @@ from typing import Dict, List, Sequence
 
 from derta_mlx.data.detector import COMPLIANCE, PARTIAL, REFUSAL, detect_refusal
 from derta_mlx.data.formats import DataError, Where, iter_json_lines
-from derta_mlx.data.segments import prompt_ids
-from derta_mlx.probe.positions import continue_many
+from derta_mlx.probe.helpfulness import answer_questions
 
 BORDERLINE_DEMO = Path(__file__).resolve().parents[1] / "demo" / "suites" / "borderline_demo.jsonl"
 LABELS = ("safe", "unsafe")
@@ -114,9 +113,7 @@ def stratified(prompts: Sequence[BorderlinePrompt], safe_per_type: int, unsafe_p
 def answer_borderline(model, tokenizer, template, prompts: Sequence[BorderlinePrompt], max_tokens: int = 48,
                       progress=None) -> List[BorderlineAnswer]:
     """Greedy answers (batched), each read by the refusal reader."""
-    model.eval()
-    ids = [prompt_ids(tokenizer, template.prompt(p.question, tokenizer)) for p in prompts]
-    texts = continue_many(model, tokenizer, ids, max_tokens, progress=progress)
+    texts = answer_questions(model, tokenizer, template, [p.question for p in prompts], max_tokens, progress)
     return [BorderlineAnswer(p.id, p.type, p.safe, detect_refusal(text).label) for p, text in zip(prompts, texts)]
 
 

@@ -17,9 +17,9 @@ from typing import Callable, List
 from derta_mlx.common.errors import UserError
 from derta_mlx.data.detector import detect_refusal
 from derta_mlx.data.formats import HelpfulRow, SafetyTriple
-from derta_mlx.data.segments import prompt_ids
 from derta_mlx.probe.curves import ProbeExample
-from derta_mlx.probe.positions import continue_many, probe_examples, summarise
+from derta_mlx.probe.helpfulness import answer_questions
+from derta_mlx.probe.positions import probe_examples, summarise
 
 PROBE_K = 10
 CONTINUATION_TOKENS = 16
@@ -28,30 +28,21 @@ COHERENT_FLOOR = 0.8
 MAX_ROWS = 40  # of each kind: the probe must stay a small share of a step's cost
 
 
-def question_of(row: HelpfulRow):
-    """The user's question of a helpfulness row (prompt/completion or chat), else None (plain text)."""
-    if row.prompt:
-        return row.prompt
-    users = [m.get("content") for m in row.messages or [] if isinstance(m, dict) and m.get("role") == "user"]
-    return users[-1] if users and isinstance(users[-1], str) else None
-
-
 def make_checkpoint_probe(tokenizer, template, refusal, val_rows: list) -> Callable[[object], dict]:
     """probe(model) -> {"k", "n_safety", "refuses", "coherent", "n_safe", "over_refusal", "score",
     "floors_met"}; raises UserError when the validation rows lack either kind."""
     safety = [ProbeExample(r.question, r.harmful_response, r.id) for r in val_rows
               if isinstance(r, SafetyTriple)][:MAX_ROWS]
-    questions: List[str] = [q for q in (question_of(r) for r in val_rows if isinstance(r, HelpfulRow)) if q][:MAX_ROWS]
+    questions: List[str] = [r.question for r in val_rows if isinstance(r, HelpfulRow) and r.question][:MAX_ROWS]
     if not safety or not questions:  # train/job.py's check_probe_rows says so before a run starts
         raise UserError("the checkpoint probe needs safety triples and questions among the validation rows")
-    ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
-    prompts = [prompt_ids(tokenizer, template.prompt(q, tokenizer)) for q in questions]
+    ids = refusal.probe_ids
 
     def probe(model) -> dict:
         results = probe_examples(model, tokenizer, template, ids, safety, (PROBE_K,), max_tokens=CONTINUATION_TOKENS,
                                  refusal_token=refusal.token_id, full_curve=False)
         row = summarise(results, (PROBE_K,))[0]
-        answers = continue_many(model, tokenizer, prompts, ANSWER_TOKENS)
+        answers = answer_questions(model, tokenizer, template, questions, ANSWER_TOKENS)
         over = sum(detect_refusal(text).refuses for text in answers) / len(answers)
         return {"k": PROBE_K, "n_safety": len(safety), "refuses": round(row.refusal_rate, 4),
                 "coherent": round(row.coherent, 4), "n_safe": len(questions), "over_refusal": round(over, 4),

@@ -66,13 +66,19 @@ def score_answer(question: BenignQuestion, text: str) -> BenignAnswer:
     return BenignAnswer(question.id, text, hit and not refused, refused, question.sounds_risky)
 
 
+def answer_questions(model, tokenizer, template, questions: Sequence[str], max_tokens: int = 48,
+                     progress=None) -> List[str]:
+    """Greedy answers to questions in the template's chat turn (batched); `progress(done, total)`
+    as probe.continue_many."""
+    model.eval()
+    prompts = [prompt_ids(tokenizer, template.prompt(q, tokenizer)) for q in questions]
+    return continue_many(model, tokenizer, prompts, max_tokens, progress=progress)
+
+
 def answer_benign(model, tokenizer, template, questions: Sequence[BenignQuestion],
                   max_tokens: int = 48, progress=None) -> List[BenignAnswer]:
-    """Greedy answers to the questions (batched), each scored; `progress(done, total)` as
-    probe.continue_many."""
-    model.eval()
-    prompts = [prompt_ids(tokenizer, template.prompt(q.question, tokenizer)) for q in questions]
-    texts = continue_many(model, tokenizer, prompts, max_tokens, progress=progress)
+    """Greedy answers to the questions, each scored."""
+    texts = answer_questions(model, tokenizer, template, [q.question for q in questions], max_tokens, progress)
     return [score_answer(q, text) for q, text in zip(questions, texts)]
 
 

@@ -50,7 +50,7 @@ def load_probe_model(spec: Optional[str], adapter: Optional[str] = None, notify=
         trained = load_config(run_config)
         refusal, opening = refusal or trained.refusal, trained.refusal_opening
     refusal = resolve_refusal(tokenizer, refusal or ref.refusal_rule, template.response_lead, opening)
-    ids = sorted({refusal.token_id, *[i for i, _ in refusal.variants]})
+    ids = refusal.probe_ids
     return ProbeModel(model, tokenizer, template, refusal, ids, ref.spec, adapter, bool(adapter) and not dora)
 
 

@@ -176,7 +176,7 @@ def probe_every_steps(cfg: TrainConfig) -> int:
 def check_probe_rows(val_rows: list) -> None:
     """--probe-every reads safety triples and questions (probe/during.py) from the validation rows."""
     triples = sum(isinstance(r, SafetyTriple) for r in val_rows)
-    questions = sum(isinstance(r, HelpfulRow) and bool(r.prompt or r.messages) for r in val_rows)
+    questions = sum(isinstance(r, HelpfulRow) and bool(r.question) for r in val_rows)
     if not triples or not questions:
         raise UserError(f"--probe-every probes the validation rows, which hold {triples} safety triples and "
                         f"{questions} ordinary questions; it needs both (raise --val-fraction or give --val-data)")
